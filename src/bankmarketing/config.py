@@ -1,0 +1,43 @@
+"""Settings read from the environment; nothing happens at import."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+#: The environment variable that points the loader at a local copy of the data.
+DATA_PATH_VARIABLE = "BANK_DATA_PATH"
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting the domain package reads, with its environment variable."""
+
+    data_path: Path | None  # BANK_DATA_PATH: a local file or folder to load first
+    data_dir: Path  # BANK_DATA_DIR: where raw, prepared and quarantined data go
+    data_url: str  # BANK_DATA_URL: UCI download used when no local copy exists
+    tracking_uri: str  # MLFLOW_TRACKING_URI
+    model_name: str  # MODEL_NAME: the registered model every candidate joins
+    experiment: str  # MLFLOW_EXPERIMENT
+    database_url: str | None  # DATABASE_URL: Postgres for MLflow (SQLite when unset)
+    mlflow_dir: Path  # MLFLOW_DIR: SQLite file and served artifacts of the local server
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        data_path = os.environ.get(DATA_PATH_VARIABLE, "").strip()
+        return cls(
+            data_path=Path(data_path) if data_path else None,
+            data_dir=Path(_env("BANK_DATA_DIR", "data")),
+            data_url=_env("BANK_DATA_URL", "https://archive.ics.uci.edu/static/public/222/data.csv"),
+            tracking_uri=_env("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000"),
+            model_name=_env("MODEL_NAME", "bank-term-deposit"),
+            experiment=_env("MLFLOW_EXPERIMENT", "bank-term-deposit"),
+            database_url=os.environ.get("DATABASE_URL", "").strip() or None,
+            mlflow_dir=Path(_env("MLFLOW_DIR", "mlruns")),
+        )

@@ -1,0 +1,179 @@
+"""Find the data (local path, cache, UCI download) and read it into a canonical frame."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import shutil
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+
+from bankmarketing.data import DataError
+from bankmarketing.data.schema import CATEGORIES, COLUMNS, MISSING
+
+log = logging.getLogger(__name__)
+
+#: File names looked for, in order, inside a folder given as the data path.
+KNOWN_FILE_NAMES = ("bank-marketing.csv", "data.csv", "bank-full.csv", "bank+marketing.zip")
+#: Checksums of the files UCI publishes, where the project knows them.
+KNOWN_SHA256 = {
+    "data.csv": "3439616095640d56d22d8fe900135a3c68187f32b28f7a59a08922ea7baac252",
+}
+FIELD_LIMIT = len(COLUMNS)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def locate(data_path: Path | None, data_dir: Path, url: str, allow_download: bool = True) -> Path:
+    """The file to load: the given path, else the verified cache, else a fresh download."""
+    if data_path is not None:
+        return _from_given_path(data_path)
+    cached = _cached(data_dir, url)
+    if cached is not None:
+        return cached
+    if not allow_download:
+        raise DataError(
+            f"no data: BANK_DATA_PATH is unset and there is no cached copy under {data_dir}/raw"
+        )
+    return download(url, data_dir)
+
+
+def _from_given_path(path: Path) -> Path:
+    if path.is_file():
+        return path
+    if path.is_dir():
+        for name in KNOWN_FILE_NAMES:
+            if (path / name).is_file():
+                return path / name
+        raise DataError(f"folder {path} holds none of the expected files: {', '.join(KNOWN_FILE_NAMES)}")
+    raise DataError(f"data file not found: {path} (from BANK_DATA_PATH or the data_path variable)")
+
+
+def _cache_record(data_dir: Path) -> Path:
+    return data_dir / "raw" / "download.json"
+
+
+def _cached(data_dir: Path, url: str) -> Path | None:
+    record_path = _cache_record(data_dir)
+    if not record_path.is_file():
+        return None
+    record = json.loads(record_path.read_text())
+    path = data_dir / "raw" / record["file"]
+    if record.get("url") != url or not path.is_file():
+        return None
+    if sha256_of(path) != record["sha256"]:
+        log.warning("cached %s does not match its recorded checksum; downloading again", path)
+        return None
+    return path
+
+
+def download(url: str, data_dir: Path, timeout: float = 60.0) -> Path:
+    """Download the UCI file into data_dir/raw, check its checksum and record it for the cache."""
+    raw_dir = data_dir / "raw"
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    name = url.rstrip("/").rsplit("/", 1)[-1] or "data.csv"
+    target = raw_dir / name
+    partial = target.with_suffix(target.suffix + ".part")
+    log.info("downloading %s", url)
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as out:
+            shutil.copyfileobj(response, out)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise DataError(
+            f"could not download {url}: {exc}. Set BANK_DATA_PATH to a local copy of the data."
+        ) from exc
+    checksum = sha256_of(partial)
+    expected = KNOWN_SHA256.get(name)
+    if expected and checksum != expected:
+        partial.unlink()
+        raise DataError(f"checksum mismatch for {url}: got {checksum}, expected {expected}")
+    partial.replace(target)
+    _cache_record(data_dir).write_text(json.dumps({"url": url, "file": name, "sha256": checksum}))
+    return target
+
+
+def read_raw(path: Path) -> pd.DataFrame:
+    """Read either published layout into strings, one row per data line, index = file line."""
+    if path.suffix == ".zip":
+        text = _bank_full_from_zip(path)
+    else:
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(
+                f"{path} is not UTF-8 text (byte {exc.start}): expected a CSV file"
+            ) from exc
+    return parse_csv_text(text, str(path))
+
+
+def _bank_full_from_zip(path: Path) -> str:
+    """UCI's zip nests bank.zip, which holds bank-full.csv."""
+    def search(archive: zipfile.ZipFile) -> str | None:
+        for member in archive.namelist():
+            if member.endswith("bank-full.csv"):
+                return archive.read(member).decode("utf-8")
+            if member.endswith(".zip"):
+                found = search(zipfile.ZipFile(io.BytesIO(archive.read(member))))
+                if found is not None:
+                    return found
+        return None
+
+    try:
+        found = search(zipfile.ZipFile(path))
+    except zipfile.BadZipFile as exc:
+        raise DataError(f"{path} is not a valid zip archive") from exc
+    if found is None:
+        raise DataError(f"{path} does not contain bank-full.csv")
+    return found
+
+
+def parse_csv_text(text: str, source: str) -> pd.DataFrame:
+    """Parse CSV text of either layout; too-short lines are kept with NaN for the validator."""
+    if "\x00" in text:
+        raise DataError(f"{source} contains binary data (NUL bytes): expected a CSV file")
+    lines = text.splitlines()
+    if not lines or not text.strip():
+        raise DataError(f"{source} is empty: expected a header and data rows")
+    header = lines[0]
+    separator = ";" if header.count(";") > header.count(",") else ","
+    if header.count(separator) == 0:
+        raise DataError(
+            f"{source}: cannot find the delimiter in the header {header[:80]!r}: "
+            "expected ',' (UCI data.csv) or ';' (UCI bank-full.csv)"
+        )
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text), sep=separator, dtype=str, keep_default_na=False,
+            skipinitialspace=True,
+        )
+    except pd.errors.ParserError as exc:
+        raise DataError(f"{source}: malformed CSV: {exc}") from exc
+    frame.columns = [str(c).strip().lower() for c in frame.columns]
+    frame = frame.rename(columns={"day": "day_of_week"})
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{source}: missing column(s) {', '.join(missing)}; the header has "
+            f"{', '.join(frame.columns)}"
+        )
+    if frame.empty:
+        raise DataError(f"{source} has a header but no data rows")
+    frame = frame[list(COLUMNS)]
+    frame.index = pd.RangeIndex(2, len(frame) + 2, name="line")
+    for column in frame.columns:
+        frame[column] = frame[column].str.strip()
+    for column in CATEGORIES:
+        frame[column] = frame[column].mask(frame[column] == "", MISSING)
+    return frame
