@@ -1,0 +1,78 @@
+"""`bankmarketing <stage>`: one command, a sub-command per stage; a thin adapter."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import get_origin
+
+from pydantic import BaseModel
+
+from bankmarketing.config import Settings
+from bankmarketing.data import DataError
+from bankmarketing.options import OptionsError, parse_options
+
+
+def _add_option_flags(parser: argparse.ArgumentParser, model: type[BaseModel]) -> None:
+    """One --flag per option field; lists are comma-separated."""
+    for name, field in model.model_fields.items():
+        is_list = get_origin(field.annotation) is list
+        parser.add_argument(
+            f"--{name.replace('_', '-')}", dest=name, default=None,
+            type=(lambda v: [s.strip() for s in v.split(",") if s.strip()]) if is_list else str,
+            help=f"{field.description or ''} (default: {field.default!r})".strip(),
+        )
+
+
+def mlflow_server_command(settings: Settings, host: str, port: int) -> list[str]:
+    """The tracking server: SQLite by default or DATABASE_URL, artifacts served by it."""
+    backend = settings.database_url or f"sqlite:///{settings.mlflow_dir.resolve()}/mlflow.db"
+    return [
+        sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend, "--serve-artifacts",
+        "--artifacts-destination", str((settings.mlflow_dir / "artifacts").resolve()),
+        "--host", host, "--port", str(port),
+    ]
+
+
+def _stages():
+    from bankmarketing.data.prepare import PrepareOptions, prepare
+    from bankmarketing.training.train import TrainOptions, train
+
+    return {"prepare": (PrepareOptions, prepare), "train": (TrainOptions, train)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bankmarketing", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    stages = _stages()
+    for name, (options_model, run) in stages.items():
+        _add_option_flags(commands.add_parser(name, help=run.__doc__.splitlines()[0]), options_model)
+    server = commands.add_parser("mlflow-server", help="run the MLflow tracking server")
+    server.add_argument("--host", default=os.environ.get("MLFLOW_HOST", "127.0.0.1"))
+    server.add_argument("--port", type=int, default=int(os.environ.get("MLFLOW_PORT", "5000")))
+    args = vars(parser.parse_args(argv))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env()
+    command = args.pop("command")
+    if command == "mlflow-server":
+        settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
+        argv = mlflow_server_command(settings, args["host"], args["port"])
+        os.execvp(argv[0], argv)
+    options_model, run = stages[command]
+    try:
+        result = run(settings, parse_options(options_model, args))
+    except (DataError, OptionsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ConnectionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Training: candidates, tuning, calibration, evaluation, plots and the `train` stage."""

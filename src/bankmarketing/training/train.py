@@ -1,0 +1,173 @@
+"""The `train` stage: tune, calibrate, evaluate and register every candidate in MLflow."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import time
+import urllib.request
+from typing import Literal
+
+import matplotlib.pyplot as plt
+import mlflow
+import mlflow.sklearn
+import numpy as np
+import pandas as pd
+from mlflow.models import infer_signature
+from pydantic import Field, field_validator
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.inspection import permutation_importance
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import Pipeline
+
+from bankmarketing.config import Settings
+from bankmarketing.data.prepare import current_manifest, read_split
+from bankmarketing.data.schema import FEATURES, TARGET
+from bankmarketing.options import StageOptions
+from bankmarketing.registry import register_candidate
+from bankmarketing.training import evaluation
+from bankmarketing.training.candidates import CANDIDATES, Candidate
+from bankmarketing.training.plots import evaluation_figures
+from bankmarketing.training.tuning import search
+
+log = logging.getLogger(__name__)
+MODEL_ARTIFACT = "model"
+
+
+class TrainOptions(StageOptions):
+    """Parameters of `train` (Mage variables / CLI flags of the same names)."""
+
+    candidates: list[str] = Field(list(CANDIDATES), min_length=1)
+    trials: int = Field(25, ge=1, description="search trials per candidate")
+    timeout_s: float = Field(60.0, gt=0, description="search time budget per candidate")
+    cv_folds: int = Field(3, ge=2, le=10)
+    calibration: Literal["isotonic", "sigmoid"] = "isotonic"
+    threshold_objective: Literal["f1", "profit"] = "f1"
+    cost_per_call: float = Field(5.0, ge=0)
+    value_per_subscription: float = Field(50.0, gt=0)
+    importance_rows: int = Field(2000, ge=100)
+    seed: int = 42
+
+    @field_validator("candidates")
+    @classmethod
+    def _known_candidates(cls, names: list[str]) -> list[str]:
+        unknown = sorted(set(names) - set(CANDIDATES))
+        if unknown:
+            raise ValueError(f"unknown candidate(s) {unknown}; expected some of {list(CANDIDATES)}")
+        return names
+
+
+def git_commit() -> str:
+    """The commit the code runs from (GIT_COMMIT wins, for images built without .git)."""
+    if os.environ.get("GIT_COMMIT"):
+        return os.environ["GIT_COMMIT"]
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def require_tracking_server(uri: str) -> None:
+    """Fail early, with the fix, when the MLflow server is not answering."""
+    if not uri.startswith("http"):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=10) as response:
+            response.read()
+    except OSError as exc:
+        raise ConnectionError(
+            f"MLflow tracking server {uri} is not reachable ({exc}). "
+            "Start it with `make mlflow` or set MLFLOW_TRACKING_URI."
+        ) from None
+
+
+def xy(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """Model inputs (raw features, `duration` excluded) and the 0/1 target."""
+    return frame[list(FEATURES)], (frame[TARGET] == "yes").to_numpy(dtype=int)
+
+
+def calibrated(candidate: Candidate, params: dict, options: TrainOptions) -> Pipeline:
+    """The candidate pipeline whose classifier is calibrated by cross-validation."""
+    pipeline = candidate.pipeline(params, options.seed)
+    pipeline.steps[-1] = ("model", CalibratedClassifierCV(
+        pipeline.steps[-1][1], method=options.calibration, ensemble=False,
+        cv=StratifiedKFold(options.cv_folds, shuffle=True, random_state=options.seed),
+    ))
+    return pipeline
+
+
+def _train_candidate(candidate, options, data, common_tags, settings) -> dict:
+    (X_train, y_train), (X_val, y_val) = data["train"], data["validation"]
+    started = time.monotonic()
+    with mlflow.start_run(run_name=candidate.name, nested=True) as run:
+        found = search(candidate, X_train, y_train, trials=options.trials,
+                       timeout_s=options.timeout_s, cv_folds=options.cv_folds, seed=options.seed)
+        model = calibrated(candidate, found.params, options).fit(X_train, y_train)
+        proba = model.predict_proba(X_val)[:, 1]
+        threshold = evaluation.choose_threshold(
+            y_val, proba, options.threshold_objective, options.cost_per_call,
+            options.value_per_subscription,
+        )
+        metrics = evaluation.classification_metrics(y_val, proba, threshold)
+        metrics |= {"cv_pr_auc": found.cv_pr_auc, "cv_pr_auc_std": found.cv_pr_auc_std,
+                    "search_trials": found.trials, "train_seconds": time.monotonic() - started}
+        sample = X_val.sample(min(options.importance_rows, len(X_val)), random_state=options.seed)
+        importance = permutation_importance(
+            model, sample, y_val[X_val.index.get_indexer(sample.index)],
+            scoring="average_precision", n_repeats=3, random_state=options.seed,
+        )
+        importances = dict(zip(sample.columns, importance.importances_mean, strict=True))
+        mlflow.log_params({f"model__{k}": v for k, v in found.params.items()} | {
+            "candidate": candidate.name, "calibration": options.calibration,
+            "threshold_objective": options.threshold_objective, "cv_folds": options.cv_folds,
+        })
+        mlflow.log_metrics({f"val_{k}": v for k, v in metrics.items()})
+        mlflow.set_tags(common_tags | {"candidate": candidate.name})
+        mlflow.log_dict({k: float(v) for k, v in importances.items()}, "feature_importance.json")
+        for name, figure in evaluation_figures(y_val, proba, threshold, importances, candidate.name).items():
+            mlflow.log_figure(figure, f"plots/{name}")
+            plt.close(figure)
+        info = mlflow.sklearn.log_model(
+            model, name=MODEL_ARTIFACT, pyfunc_predict_fn="predict_proba",
+            signature=infer_signature(X_val.head(50), proba[:50]),
+            input_example=X_val.head(3),
+            metadata={"threshold": threshold, "data_version": common_tags["data_version"]},
+        )
+        version = register_candidate(info.model_uri, settings.model_name, common_tags | {
+            "candidate": candidate.name, "run_id": run.info.run_id, "threshold": threshold,
+        } | {f"val_{k}": round(v, 6) for k, v in metrics.items()})
+    log.info("%s -> version %s: val PR-AUC %.4f ROC-AUC %.4f", candidate.name, version,
+             metrics["pr_auc"], metrics["roc_auc"])
+    return {"candidate": candidate.name, "run_id": run.info.run_id, "version": version,
+            "metrics": metrics}
+
+
+def train(settings: Settings, options: TrainOptions) -> dict:
+    """Train every candidate on the current prepared data; return runs and versions."""
+    manifest = current_manifest(settings)
+    data = {name: xy(read_split(manifest, name)) for name in ("train", "validation")}
+    require_tracking_server(settings.tracking_uri)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_experiment(settings.experiment)
+    common_tags = {
+        "data_version": manifest["data_version"], "prepared_id": manifest["prepared_id"],
+        "synthetic": str(manifest["synthetic"]).lower(), "git_commit": git_commit(),
+    }
+    with mlflow.start_run(run_name=f"train-{manifest['prepared_id']}") as parent:
+        mlflow.set_tags(common_tags | {"stage": "train"})
+        mlflow.log_params({"train_rows": len(data["train"][1]), "validation_rows": len(data["validation"][1]),
+                           **{k: v for k, v in options.model_dump().items() if k != "candidates"},
+                           "candidates": ",".join(options.candidates)})
+        common_tags["training_run_id"] = parent.info.run_id
+        results = [_train_candidate(CANDIDATES[name], options, data, common_tags, settings)
+                   for name in options.candidates]
+        best = max(results, key=lambda r: r["metrics"]["pr_auc"])
+        mlflow.log_metrics({"best_val_pr_auc": best["metrics"]["pr_auc"],
+                            "best_val_roc_auc": best["metrics"]["roc_auc"]})
+        mlflow.set_tag("best_candidate", best["candidate"])
+    return {"training_run_id": parent.info.run_id, "model_name": settings.model_name,
+            "data_version": manifest["data_version"], "candidates": results,
+            "best": best["candidate"]}
