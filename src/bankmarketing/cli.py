@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import sys
-from typing import get_origin
 
 from pydantic import BaseModel
 
@@ -19,10 +18,8 @@ from bankmarketing.options import OptionsError, parse_options
 def _add_option_flags(parser: argparse.ArgumentParser, model: type[BaseModel]) -> None:
     """One --flag per option field; lists are comma-separated."""
     for name, field in model.model_fields.items():
-        is_list = get_origin(field.annotation) is list
         parser.add_argument(
             f"--{name.replace('_', '-')}", dest=name, default=None,
-            type=(lambda v: [s.strip() for s in v.split(",") if s.strip()]) if is_list else str,
             help=f"{field.description or ''} (default: {field.default!r})".strip(),
         )
 

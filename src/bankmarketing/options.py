@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_origin
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 Options = TypeVar("Options", bound=BaseModel)
 
@@ -14,17 +14,37 @@ class StageOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _split_comma_lists(cls, values: Any) -> Any:
+        """Mage's UI and the CLI give lists as 'a,b,c'."""
+        if not isinstance(values, dict):
+            return values
+        lists = {n for n, f in cls.model_fields.items() if get_origin(f.annotation) is list}
+        return {k: [s.strip() for s in v.split(",") if s.strip()] if k in lists and isinstance(v, str)
+                else v for k, v in values.items()}
+
 
 class OptionsError(ValueError):
     """Pipeline variables that are missing, unknown or of the wrong type."""
 
 
-def parse_options(model: type[Options], variables: dict[str, Any], known: set[str] = frozenset()) -> Options:
-    """Build `model` from pipeline variables, ignoring only the names in `known`.
+#: Keyword arguments Mage itself passes to every block (not pipeline variables).
+MAGE_KWARGS = frozenset({
+    "block_uuid", "configuration", "context", "env", "pipeline_uuid", "repo_path", "event",
+    "execution_date", "execution_partition", "ds", "hr", "interval_end_datetime",
+    "interval_seconds", "interval_start_datetime", "interval_start_datetime_previous",
+    "pipeline_run_id", "logger", "retry", "variables",
+})
 
-    The message names every bad variable, what it got, and what was expected.
+
+def parse_options(model: type[Options], variables: dict[str, Any]) -> Options:
+    """Build `model` from pipeline variables (Mage's own kwargs are left out).
+
+    Unknown names are errors; the message names every bad variable, what it got and what
+    was expected.
     """
-    given = {k: v for k, v in variables.items() if k not in known and v is not None and v != ""}
+    given = {k: v for k, v in variables.items() if k not in MAGE_KWARGS and v is not None and v != ""}
     try:
         return model(**given)
     except ValidationError as exc:

@@ -7,6 +7,8 @@ from typing import Any
 import mlflow
 from mlflow import MlflowClient
 
+from bankmarketing.config import Settings
+
 #: Tag set last on a version: only versions carrying it are complete candidates.
 COMPLETE_TAG = "candidate_complete"
 
@@ -16,3 +18,22 @@ def register_candidate(model_uri: str, model_name: str, tags: dict[str, Any]) ->
     version = mlflow.register_model(model_uri, model_name, tags={k: str(v) for k, v in tags.items()})
     MlflowClient().set_model_version_tag(model_name, version.version, COMPLETE_TAG, "true")
     return version.version
+
+
+def describe_versions(settings: Settings, versions: list[str]) -> str:
+    """A summary of registered versions with links; fails if one is not complete."""
+    client = MlflowClient(settings.tracking_uri)
+    base = settings.tracking_uri.rstrip("/")
+    lines = [f"registered model {settings.model_name!r}: {base}/#/models/{settings.model_name}"]
+    for number in versions:
+        version = client.get_model_version(settings.model_name, number)
+        if version.tags.get(COMPLETE_TAG) != "true":
+            raise RuntimeError(f"version {number} of {settings.model_name} is not a complete candidate")
+        tags = version.tags
+        lines.append(
+            f"  v{number:>3} {tags.get('candidate', '?'):<24} val PR-AUC {float(tags['val_pr_auc']):.4f}"
+            f"  ROC-AUC {float(tags['val_roc_auc']):.4f}  ECE {float(tags['val_ece']):.4f}"
+            f"  run {base}/#/experiments/{client.get_run(version.run_id).info.experiment_id}"
+            f"/runs/{version.run_id}"
+        )
+    return "\n".join(lines)

@@ -52,15 +52,48 @@ def content_hash(frame: pd.DataFrame) -> str:
     return hashlib.sha256(hashed.to_numpy().tobytes()).hexdigest()
 
 
-def _load(settings: Settings, options: PrepareOptions) -> tuple[pd.DataFrame, str]:
+def _source(settings: Settings, options: PrepareOptions, allow_download: bool) -> list[Path]:
+    given = Path(options.data_path) if options.data_path else settings.data_path
+    path = loading.locate(given, settings.data_dir, settings.data_url, allow_download)
+    return [path, *map(Path, options.extra_data)]
+
+
+def describe_source(settings: Settings, options: PrepareOptions) -> str:
+    """Where `load` takes the rows from (a file, or the synthetic generator)."""
+    if options.synthetic:
+        return f"{synthetic.SYNTHETIC_TAG}(rows={options.synthetic_rows}, seed={options.seed})"
+    return ", ".join(map(str, _source(settings, options, allow_download=False)))
+
+
+def load(settings: Settings, options: PrepareOptions) -> pd.DataFrame:
+    """The raw rows as strings, with the file `line` each came from."""
     if options.synthetic:
         frame = synthetic.generate(options.synthetic_rows, options.seed).astype(str)
         frame.index = pd.RangeIndex(2, len(frame) + 2, name="line")
-        return frame, f"{synthetic.SYNTHETIC_TAG}(rows={options.synthetic_rows}, seed={options.seed})"
-    given = Path(options.data_path) if options.data_path else settings.data_path
-    path = loading.locate(given, settings.data_dir, settings.data_url, options.allow_download)
-    frames = [loading.read_raw(path)] + [loading.read_raw(Path(p)) for p in options.extra_data]
-    return pd.concat(frames) if len(frames) > 1 else frames[0], str(path)
+    else:
+        paths = _source(settings, options, options.allow_download)
+        frame = pd.concat([loading.read_raw(path) for path in paths])
+    return frame.reset_index()
+
+
+def quarantine_path(settings: Settings, raw: pd.DataFrame) -> Path:
+    """One quarantine file per distinct raw input."""
+    return settings.data_dir / "quarantine" / f"quarantine-{content_hash(raw.fillna(''))[:12]}.csv"
+
+
+def validate_and_quarantine(settings: Settings, options: PrepareOptions, raw: pd.DataFrame) -> pd.DataFrame:
+    """Typed clean rows; bad rows are written to data/quarantine with their reasons.
+
+    Raises DataError when more than `max_bad_share` of the rows are bad.
+    """
+    result = validate(raw.set_index("line"))
+    if len(result.quarantine):
+        path = quarantine_path(settings, raw)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        result.quarantine.to_csv(path, index=False)
+        log.warning("%d rows quarantined in %s", len(result.quarantine), path)
+    check_bad_share(result, options.max_bad_share)
+    return result.clean.reset_index(drop=True)
 
 
 def _write_atomically(target: Path, write) -> None:
@@ -73,26 +106,15 @@ def _write_atomically(target: Path, write) -> None:
     staging.rename(target)
 
 
-def prepare(settings: Settings, options: PrepareOptions) -> dict:
-    """Run the stage and return its manifest; on any error nothing current is replaced."""
-    raw, source = _load(settings, options)
-    result = validate(raw)
-    quarantine_path = None
-    if len(result.quarantine):
-        quarantine_dir = settings.data_dir / "quarantine"
-        quarantine_dir.mkdir(parents=True, exist_ok=True)
-        raw_hash = content_hash(raw.fillna(""))[:12]
-        quarantine_path = quarantine_dir / f"quarantine-{raw_hash}.csv"
-        result.quarantine.to_csv(quarantine_path, index=False)
-        log.warning("%d rows quarantined in %s", len(result.quarantine), quarantine_path)
-    check_bad_share(result, options.max_bad_share)
-
-    clean = result.clean.reset_index(drop=True)
+def split_and_write(
+    settings: Settings, options: PrepareOptions, raw: pd.DataFrame, clean: pd.DataFrame
+) -> dict:
+    """Version, split and write Parquet; make it current only once fully written."""
     version = content_hash(clean)
     if options.synthetic:
         version = f"{synthetic.SYNTHETIC_TAG}-{version}"
     window = clean[clean["month"].isin(options.train_months)]
-    if window["y"].nunique() < 2 or (window["y"] == "yes").sum() < 10:
+    if (window["y"] == "yes").sum() < 10 or (window["y"] == "no").sum() < 10:
         raise DataError(
             f"train_months {options.train_months} hold {len(window)} rows with "
             f"{(window['y'] == 'yes').sum()} subscribers: too few to train on"
@@ -101,22 +123,23 @@ def prepare(settings: Settings, options: PrepareOptions) -> dict:
         window, options.validation_share, options.test_share, options.seed
     )
     seasons = season_scenario(clean)
-    settings_hash = hashlib.sha256(options.model_dump_json().encode()).hexdigest()[:8]
-    prepared_id = f"{version[:16]}-{settings_hash}"
+    options_hash = hashlib.sha256(options.model_dump_json().encode()).hexdigest()[:8]
+    prepared_id = f"{version[:16]}-{options_hash}"
     target = settings.data_dir / "prepared" / prepared_id
+    quarantined = len(raw) - len(clean)
     manifest = {
+        "source": describe_source(settings, options),
+        "rows": len(raw),
+        "quarantined_rows": quarantined,
+        "quarantine_file": str(quarantine_path(settings, raw)) if quarantined else None,
         "data_version": version,
         "prepared_id": prepared_id,
         "synthetic": options.synthetic,
-        "source": source,
-        "rows": len(raw),
         "clean_rows": len(clean),
-        "quarantined_rows": len(result.quarantine),
-        "quarantine_file": str(quarantine_path) if quarantine_path else None,
         "positive_share": round(float((clean["y"] == "yes").mean()), 6),
         "options": options.model_dump(),
-        "splits": {name: {"file": f"{name}.parquet", "rows": len(part)} for name, part in splits.items()},
-        "season": {name: {"file": f"season/{name}.parquet", "rows": len(part)} for name, part in seasons.items()},
+        "splits": {n: {"file": f"{n}.parquet", "rows": len(p)} for n, p in splits.items()},
+        "season": {n: {"file": f"season/{n}.parquet", "rows": len(p)} for n, p in seasons.items()},
     }
 
     def write(folder: Path) -> None:
@@ -131,8 +154,17 @@ def prepare(settings: Settings, options: PrepareOptions) -> dict:
     pointer = settings.data_dir / "prepared" / CURRENT
     pointer.with_suffix(".tmp").write_text(json.dumps({"prepared_id": prepared_id}))
     pointer.with_suffix(".tmp").replace(pointer)
-    manifest["path"] = str(target)
-    return manifest
+    return manifest | {"path": str(target)}
+
+
+def prepare(settings: Settings, options: PrepareOptions) -> dict:
+    """Load, validate, quarantine, version, split and write; return the manifest.
+
+    On any error the current prepared data stays as it was.
+    """
+    raw = load(settings, options)
+    clean = validate_and_quarantine(settings, options, raw)
+    return split_and_write(settings, options, raw, clean)
 
 
 def current_manifest(settings: Settings) -> dict:

@@ -145,9 +145,9 @@ def _train_candidate(candidate, options, data, common_tags, settings) -> dict:
             "metrics": metrics}
 
 
-def train(settings: Settings, options: TrainOptions) -> dict:
-    """Train every candidate on the current prepared data; return runs and versions."""
-    manifest = current_manifest(settings)
+def train(settings: Settings, options: TrainOptions, manifest: dict | None = None) -> dict:
+    """Train every candidate on prepared data (default: the current); return runs and versions."""
+    manifest = manifest or current_manifest(settings)
     data = {name: xy(read_split(manifest, name)) for name in ("train", "validation")}
     require_tracking_server(settings.tracking_uri)
     mlflow.set_tracking_uri(settings.tracking_uri)
