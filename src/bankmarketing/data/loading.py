@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import json
@@ -11,6 +12,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bankmarketing.data import DataError
@@ -139,6 +141,18 @@ def _bank_full_from_zip(path: Path) -> str:
     return found
 
 
+def _record_lines_and_widths(text: str, separator: str) -> tuple[list[int], np.ndarray]:
+    """The file line of each data record and how many fields it has."""
+    reader = csv.reader(io.StringIO(text), delimiter=separator, skipinitialspace=True)
+    next(reader)
+    lines, widths = [], []
+    for record in reader:
+        if record:
+            lines.append(reader.line_num)
+            widths.append(len(record))
+    return lines, np.array(widths)
+
+
 def parse_csv_text(text: str, source: str) -> pd.DataFrame:
     """Parse CSV text of either layout; too-short lines are kept with NaN for the validator."""
     if "\x00" in text:
@@ -170,8 +184,15 @@ def parse_csv_text(text: str, source: str) -> pd.DataFrame:
         )
     if frame.empty:
         raise DataError(f"{source} has a header but no data rows")
+    lines, widths = _record_lines_and_widths(text, separator)
+    width = len(frame.columns)
+    if len(lines) == len(frame):
+        frame.index = pd.Index(lines, name="line")
+        for position in np.flatnonzero(widths < width):  # pandas pads short lines with ""
+            frame.iloc[position, widths[position]:] = np.nan
+    else:
+        frame.index = pd.RangeIndex(2, len(frame) + 2, name="line")
     frame = frame[list(COLUMNS)]
-    frame.index = pd.RangeIndex(2, len(frame) + 2, name="line")
     for column in frame.columns:
         frame[column] = frame[column].str.strip()
     for column in CATEGORIES:

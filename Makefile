@@ -1,0 +1,73 @@
+# Bank-marketing MLOps platform. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+APP := $(VENV)/app/bin
+MAGE := $(VENV)/mage/bin
+export MAGE_DATA_DIR ?= $(CURDIR)/.mage_data
+export MLFLOW_TRACKING_URI ?= http://127.0.0.1:5000
+export MLFLOW_PORT ?= 5000
+RUN_DIR := .run
+
+.PHONY: help setup mlflow mlflow-stop prepare train demo mage-ui test test-fast lint bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/app/.installed: requirements.txt constraints.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)/app
+	$(APP)/pip install --quiet --upgrade pip
+	$(APP)/pip install --quiet -r requirements.txt
+	$(APP)/pip install --quiet --no-deps -e .
+	$(APP)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	$(APP)/pip check
+	touch $@
+
+$(VENV)/mage/.installed: requirements-mage.txt constraints.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)/mage
+	$(MAGE)/pip install --quiet --upgrade pip
+	$(MAGE)/pip install --quiet -r requirements-mage.txt
+	$(MAGE)/pip install --quiet --no-deps -e .
+	$(MAGE)/pip check
+	touch $@
+
+setup: $(VENV)/app/.installed $(VENV)/mage/.installed ## create both Python environments (app and Mage)
+
+mlflow: setup ## start the MLflow tracking server in the background (if not already up)
+	@$(APP)/python -m bankmarketing.services start mlflow
+
+mlflow-stop: ## stop the background MLflow server started by `make mlflow`
+	@$(APP)/python -m bankmarketing.services stop mlflow
+
+prepare: setup ## run the Mage `prepare` pipeline (VARS='{"seed": 1}' to override variables)
+	$(MAGE)/mage run mlops prepare $(if $(VARS),--runtime-vars '$(VARS)')
+
+train: setup mlflow ## run the Mage `train` pipeline (VARS='{"trials": 5}' to override variables)
+	$(MAGE)/mage run mlops train $(if $(VARS),--runtime-vars '$(VARS)')
+
+demo: setup mlflow ## prepare + train through Mage on the real data; print where to look
+	@start=$$(date +%s); \
+	$(MAGE)/mage run mlops prepare && \
+	$(MAGE)/mage run mlops train $(if $(VARS),--runtime-vars '$(VARS)') && \
+	echo "prepare + train took $$(( $$(date +%s) - start )) s" && \
+	$(APP)/python -m bankmarketing.services summary
+
+mage-ui: setup ## start the Mage UI and scheduler on http://127.0.0.1:6789
+	$(MAGE)/mage start mlops
+
+test: setup ## the whole test suite (unit, data, model behaviour, integration with Mage/MLflow/Postgres, notebook)
+	$(APP)/python -m pytest
+
+test-fast: setup ## tests that start no service
+	$(APP)/python -m pytest -m "not integration"
+
+lint: setup ## ruff
+	$(APP)/ruff check src tests bench mlops
+
+bench: setup ## quality benchmark: 5-fold CV on all rows against the anchor
+	$(APP)/python bench/quality.py
+
+clean: mlflow-stop ## remove environments, data outputs, MLflow and Mage state
+	rm -rf $(VENV) data/prepared data/quarantine mlruns .mage_data $(RUN_DIR)

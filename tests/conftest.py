@@ -1,0 +1,136 @@
+"""Shared fixtures: the real data, settings on temporary folders, and real services."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from bankmarketing.config import DATA_PATH_VARIABLE, Settings
+
+REPO = Path(__file__).resolve().parents[1]
+PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def data_csv() -> Path:
+    """The real 45,211-row file: BANK_DATA_PATH, else ../shared beside the repository."""
+    given = os.environ.get(DATA_PATH_VARIABLE)
+    path = Path(given) if given else REPO.parent / "shared/data/bank-marketing/bank-marketing.csv"
+    if not path.is_file():
+        pytest.fail(f"the data file {path} is missing: set {DATA_PATH_VARIABLE}")
+    return path
+
+
+@pytest.fixture
+def settings(tmp_path: Path, data_csv: Path) -> Settings:
+    """Settings writing into a fresh folder, reading the real data."""
+    return Settings(
+        data_path=data_csv, data_dir=tmp_path / "data",
+        data_url="http://127.0.0.1:9/unreachable/data.csv",
+        tracking_uri="http://127.0.0.1:9", model_name="test-model", experiment="test",
+        database_url=None, mlflow_dir=tmp_path / "mlruns",
+    )
+
+
+def _wait(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(url)
+
+
+class MlflowServer:
+    """A real `bankmarketing mlflow-server` process on a free port."""
+
+    def __init__(self, directory: Path, database_url: str | None = None):
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "MLFLOW_DIR": str(directory)}
+        env.pop("DATABASE_URL", None)
+        if database_url:
+            env["DATABASE_URL"] = database_url
+        directory.mkdir(parents=True, exist_ok=True)
+        self.log = open(directory / "server.log", "wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bankmarketing.cli", "mlflow-server", "--port", str(self.port)],
+            env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        _wait(f"{self.uri}/health", self.process)
+
+    def stop(self) -> None:
+        os.killpg(self.process.pid, 15)
+        self.process.wait(30)
+        self.log.close()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow"))
+    yield server
+    server.stop()
+
+
+class Postgres:
+    """A throwaway PostgreSQL 15 server from the local binaries (as `postgres` when root)."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="bankmarketing-pg-"))
+        as_root = os.geteuid() == 0
+        prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
+        if as_root:
+            shutil.chown(self.dir, "postgres", "postgres")
+        data = self.dir / "data"
+        subprocess.run([*prefix, str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust",
+                        "-U", "postgres", "--no-sync"], check=True, capture_output=True)
+        subprocess.run([*prefix, str(PG_BIN / "pg_ctl"), "-D", str(data), "-w", "-l",
+                        str(self.dir / "log"), "-o",
+                        f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off",
+                        "start"], check=True, capture_output=True)
+        self.prefix, self.data = prefix, data
+
+    def url(self, database: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self, name: str) -> str:
+        subprocess.run([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
+                        "-U", "postgres", name], check=True, capture_output=True)
+        return self.url(name)
+
+    def stop(self) -> None:
+        subprocess.run([*self.prefix, str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast",
+                        "stop"], capture_output=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A database URL factory: TEST_DATABASE_URL's server if given, else a throwaway one."""
+    given = os.environ.get("TEST_DATABASE_URL")
+    if given:
+        yield lambda name: given
+        return
+    server = Postgres()
+    yield server.create_database
+    server.stop()
