@@ -9,6 +9,9 @@ MAGE := $(VENV)/mage/bin
 export MAGE_DATA_DIR ?= $(CURDIR)/.mage_data
 export MLFLOW_TRACKING_URI ?= http://127.0.0.1:5000
 export MLFLOW_PORT ?= 5000
+# libgomp's busy-waiting threads crawl when both cores are shared (HistGradientBoosting,
+# XGBoost): yield instead of spinning.
+export OMP_WAIT_POLICY ?= PASSIVE
 RUN_DIR := .run
 
 .PHONY: help setup mlflow mlflow-stop prepare train demo mage-ui test test-fast lint bench clean
