@@ -13,6 +13,11 @@ export MLFLOW_PORT ?= 5000
 # XGBoost): yield instead of spinning.
 export OMP_WAIT_POLICY ?= PASSIVE
 RUN_DIR := .run
+# Settings from .env (see .env.example); `make VAR=value` overrides them.
+ifneq (,$(wildcard .env))
+include .env
+export
+endif
 
 .PHONY: help setup mlflow mlflow-stop prepare train demo mage-ui test test-fast lint bench clean
 
