@@ -63,9 +63,9 @@ def evaluation_figures(
     figures["confusion_matrix.png"] = fig
 
     top = sorted(importance.items(), key=lambda kv: kv[1])[-15:]
-    fig, ax = plt.subplots(figsize=(6, 5), dpi=100)
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=100)
     ax.barh([name for name, _ in top], [value for _, value in top])
-    ax.set(title=f"Permutation importance (PR-AUC drop) — {label}", xlabel="mean drop in PR-AUC")
+    ax.set(title=f"Permutation importance — {label}", xlabel="mean drop in validation PR-AUC")
     fig.tight_layout()
     figures["feature_importance.png"] = fig
     return figures
