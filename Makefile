@@ -19,7 +19,7 @@ include .env
 export
 endif
 
-.PHONY: help setup mlflow mlflow-stop prepare train demo mage-ui test test-fast lint bench clean
+.PHONY: help setup mlflow mlflow-stop prepare train deploy rollback demo mage-ui test test-fast lint bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -54,6 +54,12 @@ prepare: setup ## run the Mage `prepare` pipeline (VARS='{"seed": 1}' to overrid
 
 train: setup mlflow ## run the Mage `train` pipeline (VARS='{"trials": 5}' to override variables)
 	$(MAGE)/mage run mlops train $(if $(VARS),--runtime-vars '$(VARS)')
+
+deploy: setup mlflow ## run the Mage `deploy` pipeline: stage, gate, promote (VARS='{"margin": 0.01}')
+	$(MAGE)/mage run mlops deploy $(if $(VARS),--runtime-vars '$(VARS)')
+
+rollback: setup mlflow ## move the `production` alias back to `previous` (audited)
+	$(APP)/bankmarketing rollback
 
 demo: setup mlflow ## prepare + train through Mage on the real data; print where to look
 	@start=$$(date +%s); \

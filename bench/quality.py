@@ -37,27 +37,49 @@ TARGET = {"roc_auc": 0.81, "pr_auc": 0.48, "ece": 0.02}
 
 def anchor_pipeline() -> Pipeline:
     """The published design: one-hot raw columns into XGBoost, no calibration."""
-    return Pipeline([
-        ("features", ColumnTransformer([
-            ("categorical", OneHotEncoder(handle_unknown="ignore"), list(CATEGORICAL_FEATURES)),
-            ("numeric", "passthrough", list(NUMERIC_FEATURES)),
-        ])),
-        ("model", XGBClassifier(
-            n_estimators=400, learning_rate=0.05, max_depth=5, subsample=0.8,
-            colsample_bytree=0.8, min_child_weight=5, tree_method="hist", n_jobs=-1,
-        )),
-    ])
+    return Pipeline(
+        [
+            (
+                "features",
+                ColumnTransformer(
+                    [
+                        ("categorical", OneHotEncoder(handle_unknown="ignore"), list(CATEGORICAL_FEATURES)),
+                        ("numeric", "passthrough", list(NUMERIC_FEATURES)),
+                    ]
+                ),
+            ),
+            (
+                "model",
+                XGBClassifier(
+                    n_estimators=400,
+                    learning_rate=0.05,
+                    max_depth=5,
+                    subsample=0.8,
+                    colsample_bytree=0.8,
+                    min_child_weight=5,
+                    tree_method="hist",
+                    n_jobs=-1,
+                ),
+            ),
+        ]
+    )
 
 
 def scores(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
-    return {"roc_auc": roc_auc_score(y, proba), "pr_auc": average_precision_score(y, proba),
-            "ece": expected_calibration_error(y, proba)}
+    return {
+        "roc_auc": roc_auc_score(y, proba),
+        "pr_auc": average_precision_score(y, proba),
+        "ece": expected_calibration_error(y, proba),
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=os.environ.get(
-        "BANK_DATA_PATH", "../shared/data/bank-marketing/bank-marketing.csv"))
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data", default=os.environ.get("BANK_DATA_PATH", "../shared/data/bank-marketing/bank-marketing.csv")
+    )
     parser.add_argument("--candidate", default="xgboost", choices=list(CANDIDATES))
     parser.add_argument("--trials", type=int, default=15)
     parser.add_argument("--timeout-s", type=float, default=60)
@@ -71,25 +93,41 @@ def main() -> None:
     ours, anchor = np.zeros(len(y)), np.zeros(len(y))
     started = time.monotonic()
     for fold, (train, test) in enumerate(outer.split(X, y), start=1):
-        found = search(CANDIDATES[args.candidate], X.iloc[train], y[train], trials=options.trials,
-                       timeout_s=options.timeout_s, cv_folds=options.cv_folds, seed=options.seed)
+        found = search(
+            CANDIDATES[args.candidate],
+            X.iloc[train],
+            y[train],
+            trials=options.trials,
+            timeout_s=options.timeout_s,
+            cv_folds=options.cv_folds,
+            seed=options.seed,
+        )
         model = calibrated(CANDIDATES[args.candidate], found.params, options)
         ours[test] = model.fit(X.iloc[train], y[train]).predict_proba(X.iloc[test])[:, 1]
         anchor[test] = anchor_pipeline().fit(X.iloc[train], y[train]).predict_proba(X.iloc[test])[:, 1]
-        print(f"fold {fold}/{args.folds}: {found.trials} trials, "
-              f"ours PR-AUC {average_precision_score(y[test], ours[test]):.4f}, "
-              f"anchor PR-AUC {average_precision_score(y[test], anchor[test]):.4f}", flush=True)
+        print(
+            f"fold {fold}/{args.folds}: {found.trials} trials, "
+            f"ours PR-AUC {average_precision_score(y[test], ours[test]):.4f}, "
+            f"anchor PR-AUC {average_precision_score(y[test], anchor[test]):.4f}",
+            flush=True,
+        )
     ours_scores, anchor_scores = scores(y, ours), scores(y, anchor)
-    print(f"\n{len(y):,} rows, {args.folds}-fold stratified CV, `duration` excluded, "
-          f"candidate {args.candidate}, {time.monotonic() - started:.0f} s")
-    print(f"{'metric':<8} {'ours':>7} {'anchor (this run)':>18} {'ratio':>6} "
-          f"{'anchor (published)':>19} {'ratio':>6} {'target':>7}")
+    print(
+        f"\n{len(y):,} rows, {args.folds}-fold stratified CV, `duration` excluded, "
+        f"candidate {args.candidate}, {time.monotonic() - started:.0f} s"
+    )
+    print(
+        f"{'metric':<8} {'ours':>7} {'anchor (this run)':>18} {'ratio':>6} "
+        f"{'anchor (published)':>19} {'ratio':>6} {'target':>7}"
+    )
     for metric in ("roc_auc", "pr_auc", "ece"):
         o, a = ours_scores[metric], anchor_scores[metric]
         published = ANCHOR.get(metric)
-        print(f"{metric:<8} {o:7.4f} {a:18.4f} {o / a:6.3f} "
-              f"{published if published else float('nan'):19.3f} "
-              f"{o / published if published else float('nan'):6.3f} {TARGET[metric]:7.2f}")
+        print(
+            f"{metric:<8} {o:7.4f} {a:18.4f} {o / a:6.3f} "
+            f"{published if published else float('nan'):19.3f} "
+            f"{o / published if published else float('nan'):6.3f} {TARGET[metric]:7.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -40,10 +40,14 @@ def data_csv() -> Path:
 def settings(tmp_path: Path, data_csv: Path) -> Settings:
     """Settings writing into a fresh folder, reading the real data."""
     return Settings(
-        data_path=data_csv, data_dir=tmp_path / "data",
+        data_path=data_csv,
+        data_dir=tmp_path / "data",
         data_url="http://127.0.0.1:9/unreachable/data.csv",
-        tracking_uri="http://127.0.0.1:9", model_name="test-model", experiment="test",
-        database_url=None, mlflow_dir=tmp_path / "mlruns",
+        tracking_uri="http://127.0.0.1:9",
+        model_name="test-model",
+        experiment="test",
+        database_url=None,
+        mlflow_dir=tmp_path / "mlruns",
     )
 
 
@@ -74,7 +78,10 @@ class MlflowServer:
         self.log = open(directory / "server.log", "wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bankmarketing.cli", "mlflow-server", "--port", str(self.port)],
-            env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         _wait(f"{self.uri}/health", self.process)
 
@@ -102,25 +109,45 @@ class Postgres:
         if as_root:
             shutil.chown(self.dir, "postgres", "postgres")
         data = self.dir / "data"
-        subprocess.run([*prefix, str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust",
-                        "-U", "postgres", "--no-sync"], check=True, capture_output=True)
-        subprocess.run([*prefix, str(PG_BIN / "pg_ctl"), "-D", str(data), "-w", "-l",
-                        str(self.dir / "log"), "-o",
-                        f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off",
-                        "start"], check=True, capture_output=True)
+        subprocess.run(
+            [*prefix, str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [
+                *prefix,
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(data),
+                "-w",
+                "-l",
+                str(self.dir / "log"),
+                "-o",
+                f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+        )
         self.prefix, self.data = prefix, data
 
     def url(self, database: str) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
     def create_database(self, name: str) -> str:
-        subprocess.run([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
-                        "-U", "postgres", name], check=True, capture_output=True)
+        subprocess.run(
+            [str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", name],
+            check=True,
+            capture_output=True,
+        )
         return self.url(name)
 
     def stop(self) -> None:
-        subprocess.run([*self.prefix, str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast",
-                        "stop"], capture_output=True)
+        subprocess.run(
+            [*self.prefix, str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "stop"],
+            capture_output=True,
+        )
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

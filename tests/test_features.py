@@ -9,9 +9,20 @@ from bankmarketing.data.schema import CATEGORIES, FEATURES
 from bankmarketing.features import add_engineered, build_features
 
 RECORD = {
-    "age": 41, "job": "technician", "marital": "married", "education": "secondary",
-    "default": "no", "balance": 120, "housing": "yes", "loan": "no", "contact": "cellular",
-    "day_of_week": 5, "month": "may", "campaign": 2, "pdays": -1, "previous": 0,
+    "age": 41,
+    "job": "technician",
+    "marital": "married",
+    "education": "secondary",
+    "default": "no",
+    "balance": 120,
+    "housing": "yes",
+    "loan": "no",
+    "contact": "cellular",
+    "day_of_week": 5,
+    "month": "may",
+    "campaign": 2,
+    "pdays": -1,
+    "previous": 0,
     "poutcome": "unknown",
 }
 

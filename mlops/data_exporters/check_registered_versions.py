@@ -1,8 +1,9 @@
 """train · 3: confirm every candidate is a complete registered version; print where to look."""
+
 from bankmarketing.config import Settings
 from bankmarketing.registry import describe_versions
 
-if 'data_exporter' not in globals():
+if "data_exporter" not in globals():
     from mage_ai.data_preparation.decorators import data_exporter
 
 

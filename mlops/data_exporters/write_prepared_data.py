@@ -1,9 +1,10 @@
 """prepare · 3: version, split (train/validation/test + season periods), write Parquet."""
+
 from bankmarketing.config import Settings
 from bankmarketing.data.prepare import PrepareOptions, split_and_write
 from bankmarketing.options import parse_options
 
-if 'data_exporter' not in globals():
+if "data_exporter" not in globals():
     from mage_ai.data_preparation.decorators import data_exporter
 
 

@@ -3,11 +3,12 @@
 Source order: the `data_path` variable or BANK_DATA_PATH, the cache under data/raw,
 a download from UCI.
 """
+
 from bankmarketing.config import Settings
 from bankmarketing.data.prepare import PrepareOptions, load
 from bankmarketing.options import parse_options
 
-if 'data_loader' not in globals():
+if "data_loader" not in globals():
     from mage_ai.data_preparation.decorators import data_loader
 
 

@@ -1,10 +1,11 @@
 """train · 1: check the pipeline variables and find the current prepared data."""
+
 from bankmarketing.config import Settings
 from bankmarketing.data.prepare import current_manifest
 from bankmarketing.options import parse_options
 from bankmarketing.training.train import TrainOptions
 
-if 'data_loader' not in globals():
+if "data_loader" not in globals():
     from mage_ai.data_preparation.decorators import data_loader
 
 

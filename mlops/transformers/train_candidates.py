@@ -1,9 +1,10 @@
 """train · 2: tune, calibrate, evaluate, log and register every candidate in MLflow."""
+
 from bankmarketing.config import Settings
 from bankmarketing.options import parse_options
 from bankmarketing.training.train import TrainOptions, train
 
-if 'transformer' not in globals():
+if "transformer" not in globals():
     from mage_ai.data_preparation.decorators import transformer
 
 

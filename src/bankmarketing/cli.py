@@ -19,7 +19,9 @@ def _add_option_flags(parser: argparse.ArgumentParser, model: type[BaseModel]) -
     """One --flag per option field; lists are comma-separated."""
     for name, field in model.model_fields.items():
         parser.add_argument(
-            f"--{name.replace('_', '-')}", dest=name, default=None,
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            default=None,
             help=f"{field.description or ''} (default: {field.default!r})".strip(),
         )
 
@@ -28,17 +30,33 @@ def mlflow_server_command(settings: Settings, host: str, port: int) -> list[str]
     """The tracking server: SQLite by default or DATABASE_URL, artifacts served by it."""
     backend = settings.database_url or f"sqlite:///{settings.mlflow_dir.resolve()}/mlflow.db"
     return [
-        sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend, "--serve-artifacts",
-        "--artifacts-destination", str((settings.mlflow_dir / "artifacts").resolve()),
-        "--host", host, "--port", str(port),
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        backend,
+        "--serve-artifacts",
+        "--artifacts-destination",
+        str((settings.mlflow_dir / "artifacts").resolve()),
+        "--host",
+        host,
+        "--port",
+        str(port),
     ]
 
 
 def _stages():
     from bankmarketing.data.prepare import PrepareOptions, prepare
+    from bankmarketing.deployment import DeployOptions, RollbackOptions, deploy, rollback
     from bankmarketing.training.train import TrainOptions, train
 
-    return {"prepare": (PrepareOptions, prepare), "train": (TrainOptions, train)}
+    return {
+        "prepare": (PrepareOptions, prepare),
+        "train": (TrainOptions, train),
+        "deploy": (DeployOptions, deploy),
+        "rollback": (RollbackOptions, rollback),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

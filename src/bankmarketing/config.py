@@ -25,11 +25,16 @@ class Settings:
     tracking_uri: str  # MLFLOW_TRACKING_URI
     model_name: str  # MODEL_NAME: the registered model every candidate joins
     experiment: str  # MLFLOW_EXPERIMENT
-    database_url: str | None  # DATABASE_URL: Postgres for MLflow (SQLite when unset)
+    database_url: str | None  # DATABASE_URL: Postgres for MLflow and the platform tables
     mlflow_dir: Path  # MLFLOW_DIR: SQLite file and served artifacts of the local server
 
+    @property
+    def platform_database_url(self) -> str:
+        """Audit, prediction log and monitoring tables: DATABASE_URL, else a SQLite file."""
+        return self.database_url or f"sqlite:///{(self.data_dir / 'platform.db').resolve()}"
+
     @classmethod
-    def from_env(cls) -> "Settings":
+    def from_env(cls) -> Settings:
         data_path = os.environ.get(DATA_PATH_VARIABLE, "").strip()
         return cls(
             data_path=Path(data_path) if data_path else None,

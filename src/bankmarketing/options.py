@@ -21,8 +21,10 @@ class StageOptions(BaseModel):
         if not isinstance(values, dict):
             return values
         lists = {n for n, f in cls.model_fields.items() if get_origin(f.annotation) is list}
-        return {k: [s.strip() for s in v.split(",") if s.strip()] if k in lists and isinstance(v, str)
-                else v for k, v in values.items()}
+        return {
+            k: [s.strip() for s in v.split(",") if s.strip()] if k in lists and isinstance(v, str) else v
+            for k, v in values.items()
+        }
 
 
 class OptionsError(ValueError):
@@ -30,12 +32,29 @@ class OptionsError(ValueError):
 
 
 #: Keyword arguments Mage itself passes to every block (not pipeline variables).
-MAGE_KWARGS = frozenset({
-    "block_uuid", "configuration", "context", "env", "pipeline_uuid", "repo_path", "event",
-    "execution_date", "execution_partition", "ds", "hr", "interval_end_datetime",
-    "interval_seconds", "interval_start_datetime", "interval_start_datetime_previous",
-    "pipeline_run_id", "logger", "retry", "variables",
-})
+MAGE_KWARGS = frozenset(
+    {
+        "block_uuid",
+        "configuration",
+        "context",
+        "env",
+        "pipeline_uuid",
+        "repo_path",
+        "event",
+        "execution_date",
+        "execution_partition",
+        "ds",
+        "hr",
+        "interval_end_datetime",
+        "interval_seconds",
+        "interval_start_datetime",
+        "interval_start_datetime_previous",
+        "pipeline_run_id",
+        "logger",
+        "retry",
+        "variables",
+    }
+)
 
 
 def parse_options(model: type[Options], variables: dict[str, Any]) -> Options:

@@ -39,7 +39,9 @@ def start_mlflow(settings: Settings) -> str:
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "bankmarketing.cli", "mlflow-server", "--port", port],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     (RUN_DIR / "mlflow.pid").write_text(str(process.pid))
     if not wait_until_healthy(health, timeout_s=90):
@@ -80,9 +82,12 @@ def summary(settings: Settings) -> str:
         f"MLflow UI        {base}  (registered model: {base}/#/models/{settings.model_name})",
         f"training run     {latest_run}",
         "candidates (best validation PR-AUC first):",
-        *(f"  version {v.version:>3}  {v.tags.get('candidate', '?'):<24} PR-AUC "
-          f"{float(v.tags.get('val_pr_auc', 'nan')):.4f}  ROC-AUC {float(v.tags.get('val_roc_auc', 'nan')):.4f}"
-          f"  run {v.run_id}" for v in newest),
+        *(
+            f"  version {v.version:>3}  {v.tags.get('candidate', '?'):<24} "
+            f"PR-AUC {float(v.tags.get('val_pr_auc', 'nan')):.4f}  "
+            f"ROC-AUC {float(v.tags.get('val_roc_auc', 'nan')):.4f}  run {v.run_id}"
+            for v in newest
+        ),
         "Mage UI          make mage-ui   then open http://127.0.0.1:6789",
         "MLflow server    keeps running in the background; stop it with `make mlflow-stop`",
     ]

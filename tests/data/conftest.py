@@ -33,10 +33,12 @@ def to_bank_full_layout(lines: list[str]) -> str:
 @pytest.fixture
 def write_csv(tmp_path: Path):
     """Write text (or bytes) to a file in tmp_path and return its path."""
+
     def write(content: str | bytes, name: str = "customers.csv") -> Path:
         path = tmp_path / name
         path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
         return path
+
     return write
 
 
@@ -45,4 +47,4 @@ def replace_field(lines: list[str], row: int, column: str, value: str) -> list[s
     header = lines[0].split(",")
     fields = lines[row].split(",")
     fields[header.index(column)] = value
-    return [*lines[:row], ",".join(fields), *lines[row + 1:]]
+    return [*lines[:row], ",".join(fields), *lines[row + 1 :]]

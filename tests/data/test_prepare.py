@@ -20,8 +20,13 @@ def prepared(tmp_path_factory, data_csv):
     from bankmarketing.config import Settings
 
     settings = Settings(
-        data_path=data_csv, data_dir=tmp_path_factory.mktemp("data"), data_url="http://unused",
-        tracking_uri="http://unused", model_name="m", experiment="e", database_url=None,
+        data_path=data_csv,
+        data_dir=tmp_path_factory.mktemp("data"),
+        data_url="http://unused",
+        tracking_uri="http://unused",
+        model_name="m",
+        experiment="e",
+        database_url=None,
         mlflow_dir=tmp_path_factory.mktemp("mlruns"),
     )
     return settings, prepare(settings, PrepareOptions())
@@ -102,8 +107,12 @@ def test_synthetic_only_on_request_and_labelled(settings):
     assert manifest["synthetic"] is True
     assert manifest["data_version"].startswith("synthetic-")
     assert manifest["source"].startswith("synthetic(")
-    assert json.loads((settings.data_dir / "prepared" / manifest["prepared_id"] / "manifest.json")
-                      .read_text())["synthetic"] is True
+    assert (
+        json.loads((settings.data_dir / "prepared" / manifest["prepared_id"] / "manifest.json").read_text())[
+            "synthetic"
+        ]
+        is True
+    )
 
 
 def test_too_few_subscribers_in_the_window_is_refused(settings):
@@ -111,12 +120,15 @@ def test_too_few_subscribers_in_the_window_is_refused(settings):
         prepare(settings, PrepareOptions(synthetic=True, synthetic_rows=100, train_months=["jan"]))
 
 
-@pytest.mark.parametrize(("variables", "message"), [
-    ({"max_bad_share": "lots"}, "max_bad_share: Input should be a valid number"),
-    ({"max_bad_share": 2}, "max_bad_share: Input should be less than or equal to 1"),
-    ({"train_months": "dec,smarch"}, "unknown month(s) ['smarch']"),
-    ({"sead": 3}, "sead: Extra inputs are not permitted"),
-])
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"max_bad_share": "lots"}, "max_bad_share: Input should be a valid number"),
+        ({"max_bad_share": 2}, "max_bad_share: Input should be less than or equal to 1"),
+        ({"train_months": "dec,smarch"}, "unknown month(s) ['smarch']"),
+        ({"sead": 3}, "sead: Extra inputs are not permitted"),
+    ],
+)
 def test_bad_variables_are_named(variables, message):
     with pytest.raises(OptionsError) as error:
         parse_options(PrepareOptions, variables)
@@ -124,7 +136,13 @@ def test_bad_variables_are_named(variables, message):
 
 
 def test_mage_kwargs_and_comma_lists_are_accepted():
-    options = parse_options(PrepareOptions, {
-        "train_months": "dec, jan", "pipeline_uuid": "prepare", "execution_date": "x", "seed": "7",
-    })
+    options = parse_options(
+        PrepareOptions,
+        {
+            "train_months": "dec, jan",
+            "pipeline_uuid": "prepare",
+            "execution_date": "x",
+            "seed": "7",
+        },
+    )
     assert options.train_months == ["dec", "jan"] and options.seed == 7

@@ -20,14 +20,17 @@ def test_clean_sample_passes_with_types(sample_lines, write_csv):
     assert len(result.clean) == len(sample_lines) - 1
 
 
-@pytest.mark.parametrize(("column", "value", "rule"), [
-    ("age", "forty", "coerce_dtype('int64')"),
-    ("age", "150", "in_range(18, 100)"),
-    ("campaign", "0", "in_range(1, 100)"),
-    ("job", "astronaut", "isin("),
-    ("month", "jun-ish", "isin("),
-    ("y", "maybe", "isin(("),
-])
+@pytest.mark.parametrize(
+    ("column", "value", "rule"),
+    [
+        ("age", "forty", "coerce_dtype('int64')"),
+        ("age", "150", "in_range(18, 100)"),
+        ("campaign", "0", "in_range(1, 100)"),
+        ("job", "astronaut", "isin("),
+        ("month", "jun-ish", "isin("),
+        ("y", "maybe", "isin(("),
+    ],
+)
 def test_bad_value_quarantines_that_row_with_line_column_and_rule(
     sample_lines, write_csv, column, value, rule
 ):
@@ -68,13 +71,16 @@ def test_too_many_bad_rows_stops_naming_rule_and_first_row(sample_lines, write_c
     check_bad_share(result, limit=0.6)  # a looser limit accepts the same data
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ("", "is empty"),
-    ("   \n\n", "is empty"),
-    (b"\x00\x01\x02binary\x00", "binary data"),
-    ("age\tjob\tmarital\n30\tadmin.\tsingle\n", "cannot find the delimiter"),
-    (b"age,job\n\xff\xfe30,admin.\n", "not UTF-8"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "is empty"),
+        ("   \n\n", "is empty"),
+        (b"\x00\x01\x02binary\x00", "binary data"),
+        ("age\tjob\tmarital\n30\tadmin.\tsingle\n", "cannot find the delimiter"),
+        (b"age,job\n\xff\xfe30,admin.\n", "not UTF-8"),
+    ],
+)
 def test_unusable_files_stop_with_a_specific_error(write_csv, content, message):
     with pytest.raises(DataError, match=message):
         loading.read_raw(write_csv(content))

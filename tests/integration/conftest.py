@@ -24,9 +24,13 @@ class MageProject:
         self.model_name = f"test-model-{uuid.uuid4().hex[:8]}"
         self.data_dir = root / "data"
         self.env = {
-            **os.environ, "BANK_DATA_PATH": str(data_path), "BANK_DATA_DIR": str(self.data_dir),
-            "MLFLOW_TRACKING_URI": tracking_uri, "MODEL_NAME": self.model_name,
-            "MLFLOW_EXPERIMENT": self.model_name, "MAGE_DATA_DIR": str(root / "mage"),
+            **os.environ,
+            "BANK_DATA_PATH": str(data_path),
+            "BANK_DATA_DIR": str(self.data_dir),
+            "MLFLOW_TRACKING_URI": tracking_uri,
+            "MODEL_NAME": self.model_name,
+            "MLFLOW_EXPERIMENT": self.model_name,
+            "MAGE_DATA_DIR": str(root / "mage"),
             "COLUMNS": "400",  # Mage prints errors with rich, which wraps at the terminal width
         }
         self.client = MlflowClient(tracking_uri)
@@ -35,8 +39,9 @@ class MageProject:
         command = [str(MAGE), "run", "mlops", pipeline]
         if runtime_vars:
             command += ["--runtime-vars", runtime_vars]
-        return subprocess.run(command, cwd=REPO, env=self.env | env, capture_output=True,
-                              text=True, timeout=1800)
+        return subprocess.run(
+            command, cwd=REPO, env=self.env | env, capture_output=True, text=True, timeout=1800
+        )
 
     @staticmethod
     def output(result: subprocess.CompletedProcess) -> str:

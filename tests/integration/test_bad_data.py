@@ -15,18 +15,32 @@ def _lines(data_csv: Path, rows: int = 300) -> list[str]:
 
 CASES = {
     "missing file": (None, "data file not found"),
-    "wrong delimiter": (lambda lines: "\n".join(l.replace(",", "\t") for l in lines),
-                        "cannot find the delimiter"),
-    "missing column": (lambda lines: "\n".join(",".join(l.split(",")[:-2] + l.split(",")[-1:])
-                                              for l in lines), "missing column(s) poutcome"),
-    "wrong type": (lambda lines: "\n".join([lines[0]] + ["x" + l for l in lines[1:]]),
-                   "age fails coerce_dtype('int64')"),
-    "unknown category": (lambda lines: "\n".join([lines[0]] + [l.replace(",management,", ",pilot,")
-                                                                .replace(",technician,", ",pilot,")
-                                                                for l in lines[1:]]),
-                         "job fails isin"),
-    "out of range": (lambda lines: "\n".join([lines[0]] + ["200" + l[l.index(","):] for l in lines[1:]]),
-                     "age fails in_range(18, 100)"),
+    "wrong delimiter": (
+        lambda lines: "\n".join(line.replace(",", "\t") for line in lines),
+        "cannot find the delimiter",
+    ),
+    "missing column": (
+        lambda lines: "\n".join(",".join(line.split(",")[:-2] + line.split(",")[-1:]) for line in lines),
+        "missing column(s) poutcome",
+    ),
+    "wrong type": (
+        lambda lines: "\n".join([lines[0]] + ["x" + line for line in lines[1:]]),
+        "age fails coerce_dtype('int64')",
+    ),
+    "unknown category": (
+        lambda lines: "\n".join(
+            [lines[0]]
+            + [
+                line.replace(",management,", ",pilot,").replace(",technician,", ",pilot,")
+                for line in lines[1:]
+            ]
+        ),
+        "job fails isin",
+    ),
+    "out of range": (
+        lambda lines: "\n".join([lines[0]] + ["200" + line[line.index(",") :] for line in lines[1:]]),
+        "age fails in_range(18, 100)",
+    ),
     "empty file": (lambda lines: "", "is empty"),
 }
 

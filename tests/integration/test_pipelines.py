@@ -12,11 +12,25 @@ from tests.integration.conftest import CI_TRAIN_VARS, MageProject
 pytestmark = pytest.mark.integration
 
 METRIC_TAGS = [
-    "val_roc_auc", "val_pr_auc", "val_f1", "val_precision", "val_recall", "val_brier", "val_ece",
-    "val_lift_top_decile", "val_accuracy", "val_accuracy_majority_baseline",
+    "val_roc_auc",
+    "val_pr_auc",
+    "val_f1",
+    "val_precision",
+    "val_recall",
+    "val_brier",
+    "val_ece",
+    "val_lift_top_decile",
+    "val_accuracy",
+    "val_accuracy_majority_baseline",
 ]
-PLOTS = {"roc.png", "precision_recall.png", "calibration.png", "cumulative_gains.png",
-         "confusion_matrix.png", "feature_importance.png"}
+PLOTS = {
+    "roc.png",
+    "precision_recall.png",
+    "calibration.png",
+    "cumulative_gains.png",
+    "confusion_matrix.png",
+    "feature_importance.png",
+}
 
 
 def _prepare_and_train(project: MageProject) -> None:

@@ -12,16 +12,27 @@ from bankmarketing.training.candidates import CANDIDATES
 from bankmarketing.training.train import TrainOptions, calibrated, xy
 
 XGB_PARAMS = {
-    "n_estimators": 300, "learning_rate": 0.05, "max_depth": 4, "min_child_weight": 5.0,
-    "subsample": 0.8, "colsample_bytree": 0.8, "reg_lambda": 1.0, "scale_pos_weight": 1.0,
+    "n_estimators": 300,
+    "learning_rate": 0.05,
+    "max_depth": 4,
+    "min_child_weight": 5.0,
+    "subsample": 0.8,
+    "colsample_bytree": 0.8,
+    "reg_lambda": 1.0,
+    "scale_pos_weight": 1.0,
 }
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, data_csv):
     settings = Settings(
-        data_path=data_csv, data_dir=tmp_path_factory.mktemp("data"), data_url="http://unused",
-        tracking_uri="http://unused", model_name="m", experiment="e", database_url=None,
+        data_path=data_csv,
+        data_dir=tmp_path_factory.mktemp("data"),
+        data_url="http://unused",
+        tracking_uri="http://unused",
+        model_name="m",
+        experiment="e",
+        database_url=None,
         mlflow_dir=tmp_path_factory.mktemp("mlruns"),
     )
     manifest = prepare(settings, PrepareOptions())

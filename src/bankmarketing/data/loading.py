@@ -45,9 +45,7 @@ def locate(data_path: Path | None, data_dir: Path, url: str, allow_download: boo
     if cached is not None:
         return cached
     if not allow_download:
-        raise DataError(
-            f"no data: BANK_DATA_PATH is unset and there is no cached copy under {data_dir}/raw"
-        )
+        raise DataError(f"no data: BANK_DATA_PATH is unset and there is no cached copy under {data_dir}/raw")
     return download(url, data_dir)
 
 
@@ -114,14 +112,13 @@ def read_raw(path: Path) -> pd.DataFrame:
         try:
             text = path.read_bytes().decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise DataError(
-                f"{path} is not UTF-8 text (byte {exc.start}): expected a CSV file"
-            ) from exc
+            raise DataError(f"{path} is not UTF-8 text (byte {exc.start}): expected a CSV file") from exc
     return parse_csv_text(text, str(path))
 
 
 def _bank_full_from_zip(path: Path) -> str:
     """UCI's zip nests bank.zip, which holds bank-full.csv."""
+
     def search(archive: zipfile.ZipFile) -> str | None:
         for member in archive.namelist():
             if member.endswith("bank-full.csv"):
@@ -169,7 +166,10 @@ def parse_csv_text(text: str, source: str) -> pd.DataFrame:
         )
     try:
         frame = pd.read_csv(
-            io.StringIO(text), sep=separator, dtype=str, keep_default_na=False,
+            io.StringIO(text),
+            sep=separator,
+            dtype=str,
+            keep_default_na=False,
             skipinitialspace=True,
         )
     except pd.errors.ParserError as exc:
@@ -179,8 +179,7 @@ def parse_csv_text(text: str, source: str) -> pd.DataFrame:
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise DataError(
-            f"{source}: missing column(s) {', '.join(missing)}; the header has "
-            f"{', '.join(frame.columns)}"
+            f"{source}: missing column(s) {', '.join(missing)}; the header has {', '.join(frame.columns)}"
         )
     if frame.empty:
         raise DataError(f"{source} has a header but no data rows")
@@ -189,7 +188,7 @@ def parse_csv_text(text: str, source: str) -> pd.DataFrame:
     if len(lines) == len(frame):
         frame.index = pd.Index(lines, name="line")
         for position in np.flatnonzero(widths < width):  # pandas pads short lines with ""
-            frame.iloc[position, widths[position]:] = np.nan
+            frame.iloc[position, widths[position] :] = np.nan
     else:
         frame.index = pd.RangeIndex(2, len(frame) + 2, name="line")
     frame = frame[list(COLUMNS)]

@@ -119,9 +119,7 @@ def split_and_write(
             f"train_months {options.train_months} hold {len(window)} rows with "
             f"{(window['y'] == 'yes').sum()} subscribers: too few to train on"
         )
-    splits = split_train_validation_test(
-        window, options.validation_share, options.test_share, options.seed
-    )
+    splits = split_train_validation_test(window, options.validation_share, options.test_share, options.seed)
     seasons = season_scenario(clean)
     options_hash = hashlib.sha256(options.model_dump_json().encode()).hexdigest()[:8]
     prepared_id = f"{version[:16]}-{options_hash}"
@@ -172,10 +170,20 @@ def current_manifest(settings: Settings) -> dict:
     pointer = settings.data_dir / "prepared" / CURRENT
     if not pointer.is_file():
         raise DataError(f"no prepared data in {pointer.parent}: run the prepare pipeline first")
-    folder = pointer.parent / json.loads(pointer.read_text())["prepared_id"]
-    manifest = json.loads((folder / "manifest.json").read_text())
-    manifest["path"] = str(folder)
-    return manifest
+    return prepared_manifest(settings, json.loads(pointer.read_text())["prepared_id"])
+
+
+def prepared_manifest(settings: Settings, prepared_id: str) -> dict:
+    """The manifest of one prepared data version (as tagged on every model version)."""
+    folder = settings.data_dir / "prepared" / prepared_id
+    if not (folder / "manifest.json").is_file():
+        raise DataError(f"prepared data {prepared_id} is not in {folder.parent}: run prepare again")
+    return json.loads((folder / "manifest.json").read_text()) | {"path": str(folder)}
+
+
+def read_prepared_split(settings: Settings, prepared_id: str, name: str) -> pd.DataFrame:
+    """One split of the prepared data version a model was trained on."""
+    return read_split(prepared_manifest(settings, prepared_id), name)
 
 
 def read_split(manifest: dict, name: str) -> pd.DataFrame:

@@ -13,8 +13,18 @@ MISSING = "unknown"
 
 CATEGORIES: dict[str, tuple[str, ...]] = {
     "job": (
-        "admin.", "blue-collar", "entrepreneur", "housemaid", "management", "retired",
-        "self-employed", "services", "student", "technician", "unemployed", MISSING,
+        "admin.",
+        "blue-collar",
+        "entrepreneur",
+        "housemaid",
+        "management",
+        "retired",
+        "self-employed",
+        "services",
+        "student",
+        "technician",
+        "unemployed",
+        MISSING,
     ),
     "marital": ("divorced", "married", "single", MISSING),
     "education": ("primary", "secondary", "tertiary", MISSING),
@@ -39,9 +49,23 @@ RANGES: dict[str, tuple[int | None, int | None]] = {
 
 #: Column order of the canonical frame (the layout of UCI's data.csv).
 COLUMNS = (
-    "age", "job", "marital", "education", "default", "balance", "housing", "loan",
-    "contact", "day_of_week", "month", "duration", "campaign", "pdays", "previous",
-    "poutcome", TARGET,
+    "age",
+    "job",
+    "marital",
+    "education",
+    "default",
+    "balance",
+    "housing",
+    "loan",
+    "contact",
+    "day_of_week",
+    "month",
+    "duration",
+    "campaign",
+    "pdays",
+    "previous",
+    "poutcome",
+    TARGET,
 )
 NUMERIC_FEATURES = tuple(c for c in RANGES if c not in LEAKY_COLUMNS)
 CATEGORICAL_FEATURES = tuple(CATEGORIES)
@@ -60,14 +84,14 @@ def build_schema() -> pa.DataFrameSchema:
         for name, (low, high) in RANGES.items()
     }
     columns |= {
-        name: pa.Column(str, pa.Check.isin(allowed), nullable=False)
-        for name, allowed in CATEGORIES.items()
+        name: pa.Column(str, pa.Check.isin(allowed), nullable=False) for name, allowed in CATEGORIES.items()
     }
     columns[TARGET] = pa.Column(str, pa.Check.isin(("no", "yes")), nullable=False)
     return pa.DataFrameSchema(
         columns,
-        checks=[pa.Check(_not_contacted_means_no_previous, element_wise=False,
-                         name="pdays=-1 implies previous=0")],
+        checks=[
+            pa.Check(_not_contacted_means_no_previous, element_wise=False, name="pdays=-1 implies previous=0")
+        ],
         strict=False,
         ordered=False,
     )

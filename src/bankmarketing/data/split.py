@@ -17,11 +17,11 @@ def split_train_validation_test(
     frame: pd.DataFrame, validation_share: float, test_share: float, seed: int
 ) -> dict[str, pd.DataFrame]:
     """Three disjoint parts with the same share of subscribers in each."""
-    rest, test = train_test_split(
-        frame, test_size=test_share, stratify=frame[TARGET], random_state=seed
-    )
+    rest, test = train_test_split(frame, test_size=test_share, stratify=frame[TARGET], random_state=seed)
     train, validation = train_test_split(
-        rest, test_size=validation_share / (1 - test_share), stratify=rest[TARGET],
+        rest,
+        test_size=validation_share / (1 - test_share),
+        stratify=rest[TARGET],
         random_state=seed,
     )
     return {"train": train, "validation": validation, "test": test}

@@ -27,8 +27,11 @@ def generate(rows: int, seed: int = 0) -> pd.DataFrame:
     }
     frame["poutcome"] = np.where(contacted_before, frame["poutcome"], "unknown")
     logit = (
-        -2.6 + 1.8 * (frame["poutcome"] == "success") + 0.6 * (frame["contact"] == "cellular")
-        - 0.1 * frame["campaign"] + 0.015 * (frame["age"] - 40).clip(0)
+        -2.6
+        + 1.8 * (frame["poutcome"] == "success")
+        + 0.6 * (frame["contact"] == "cellular")
+        - 0.1 * frame["campaign"]
+        + 0.015 * (frame["age"] - 40).clip(0)
     )
     frame["y"] = np.where(rng.random(rows) < 1 / (1 + np.exp(-logit)), "yes", "no")
     return pd.DataFrame(frame)[list(COLUMNS)]

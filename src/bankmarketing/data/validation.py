@@ -33,9 +33,7 @@ def _row_failures(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.DataFra
     whole_column = cases[cases["index"].isna()]
     if not whole_column.empty:
         first = whole_column.iloc[0]
-        raise DataError(
-            f"column {first['column']!r} fails rule {first['check']}: {first['failure_case']}"
-        )
+        raise DataError(f"column {first['column']!r} fails rule {first['check']}: {first['failure_case']}")
     # A value that does not parse is reported once as coerce_dtype; drop the echo as dtype.
     return cases[~cases["check"].astype(str).str.startswith("dtype(")]
 
@@ -62,9 +60,7 @@ def validate(raw: pd.DataFrame) -> ValidationResult:
             reasons.append(row_reasons)
             remaining = remaining.drop(index=row_reasons.index)
     reason = pd.concat(reasons) if reasons else pd.Series(dtype=str)
-    quarantine = (
-        raw.loc[reason.index].assign(reason=reason).rename_axis("line").sort_index().reset_index()
-    )
+    quarantine = raw.loc[reason.index].assign(reason=reason).rename_axis("line").sort_index().reset_index()
     clean = build_schema().validate(remaining) if len(remaining) else remaining
     return ValidationResult(clean=clean, quarantine=quarantine)
 

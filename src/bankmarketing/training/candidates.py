@@ -56,10 +56,12 @@ class Candidate:
 
     def pipeline(self, params: dict[str, Any], seed: int) -> Pipeline:
         """Raw records in, probability out: the object saved to the registry."""
-        return Pipeline([
-            ("features", build_features(self.scale_numeric)),
-            ("model", self.make(params, seed)),
-        ])
+        return Pipeline(
+            [
+                ("features", build_features(self.scale_numeric)),
+                ("model", self.make(params, seed)),
+            ]
+        )
 
 
 def _class_weight(trial: optuna.Trial) -> str | None:
@@ -67,14 +69,17 @@ def _class_weight(trial: optuna.Trial) -> str | None:
 
 
 CANDIDATES: dict[str, Candidate] = {
-    c.name: c for c in [
+    c.name: c
+    for c in [
         Candidate(
-            "logistic_regression", True,
+            "logistic_regression",
+            True,
             lambda t, _: {"C": t.suggest_float("C", 1e-3, 10, log=True), "class_weight": _class_weight(t)},
             lambda p, seed: LogisticRegression(max_iter=2000, random_state=seed, **p),
         ),
         Candidate(
-            "random_forest", False,
+            "random_forest",
+            False,
             lambda t, _: {
                 "n_estimators": t.suggest_int("n_estimators", 150, 400, step=50),
                 "max_depth": t.suggest_int("max_depth", 4, 20),
@@ -85,7 +90,8 @@ CANDIDATES: dict[str, Candidate] = {
             lambda p, seed: RandomForestClassifier(n_jobs=-1, random_state=seed, **p),
         ),
         Candidate(
-            "xgboost", False,
+            "xgboost",
+            False,
             lambda t, ratio: {
                 "n_estimators": t.suggest_int("n_estimators", 150, 700, step=50),
                 "learning_rate": t.suggest_float("learning_rate", 0.01, 0.2, log=True),
@@ -101,7 +107,8 @@ CANDIDATES: dict[str, Candidate] = {
             lambda p, seed: XGBClassifier(tree_method="hist", n_jobs=-1, random_state=seed, **p),
         ),
         Candidate(
-            "svc", True,
+            "svc",
+            True,
             lambda t, _: {
                 "C": t.suggest_float("C", 0.05, 10, log=True),
                 "gamma": t.suggest_float("gamma", 1e-3, 0.3, log=True),
@@ -109,13 +116,21 @@ CANDIDATES: dict[str, Candidate] = {
                 "max_rows": t.suggest_categorical("max_rows", [4000, 8000]),
             },
             lambda p, seed: StratifiedSubsampleClassifier(
-                SVC(kernel="rbf", probability=False, C=p["C"], gamma=p["gamma"],
-                    class_weight=p["class_weight"], random_state=seed),
-                max_rows=p["max_rows"], random_state=seed,
+                SVC(
+                    kernel="rbf",
+                    probability=False,
+                    C=p["C"],
+                    gamma=p["gamma"],
+                    class_weight=p["class_weight"],
+                    random_state=seed,
+                ),
+                max_rows=p["max_rows"],
+                random_state=seed,
             ),
         ),
         Candidate(
-            "mlp", True,
+            "mlp",
+            True,
             lambda t, _: {
                 "hidden_layer_sizes": t.suggest_categorical("hidden_layer_sizes", ["32", "64", "64-32"]),
                 "alpha": t.suggest_float("alpha", 1e-5, 1e-1, log=True),
@@ -123,12 +138,16 @@ CANDIDATES: dict[str, Candidate] = {
             },
             lambda p, seed: MLPClassifier(
                 hidden_layer_sizes=tuple(int(n) for n in p["hidden_layer_sizes"].split("-")),
-                alpha=p["alpha"], learning_rate_init=p["learning_rate_init"],
-                early_stopping=True, max_iter=300, random_state=seed,
+                alpha=p["alpha"],
+                learning_rate_init=p["learning_rate_init"],
+                early_stopping=True,
+                max_iter=300,
+                random_state=seed,
             ),
         ),
         Candidate(
-            "hist_gradient_boosting", False,
+            "hist_gradient_boosting",
+            False,
             lambda t, _: {
                 "learning_rate": t.suggest_float("learning_rate", 0.02, 0.3, log=True),
                 "max_leaf_nodes": t.suggest_int("max_leaf_nodes", 8, 64, log=True),

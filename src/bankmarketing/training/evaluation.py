@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.metrics import (
-    accuracy_score, average_precision_score, brier_score_loss, f1_score, precision_recall_curve,
-    precision_score, recall_score, roc_auc_score,
+    accuracy_score,
+    average_precision_score,
+    brier_score_loss,
+    f1_score,
+    precision_recall_curve,
+    precision_score,
+    recall_score,
+    roc_auc_score,
 )
 
 
@@ -28,14 +34,19 @@ def lift_at(y_true: np.ndarray, proba: np.ndarray, share: float = 0.1) -> float:
     return float(y_true[order].mean() / y_true.mean())
 
 
-def profit(y_true: np.ndarray, called: np.ndarray, cost_per_call: float, value_per_subscription: float) -> float:
+def profit(
+    y_true: np.ndarray, called: np.ndarray, cost_per_call: float, value_per_subscription: float
+) -> float:
     """Money made by calling the `called` customers."""
     return float(called.sum() * -cost_per_call + (called & (y_true == 1)).sum() * value_per_subscription)
 
 
 def choose_threshold(
-    y_true: np.ndarray, proba: np.ndarray, objective: str,
-    cost_per_call: float = 5.0, value_per_subscription: float = 50.0,
+    y_true: np.ndarray,
+    proba: np.ndarray,
+    objective: str,
+    cost_per_call: float = 5.0,
+    value_per_subscription: float = 50.0,
 ) -> float:
     """The score above which to call: maximum F1, or maximum expected profit."""
     if objective == "profit":

@@ -45,7 +45,9 @@ def evaluation_figures(
     ax.legend(loc="upper left")
     figures["calibration.png"] = fig
 
-    fig, ax = _axes(f"Cumulative gains — {label}", "share of customers called", "share of subscribers reached")
+    fig, ax = _axes(
+        f"Cumulative gains — {label}", "share of customers called", "share of subscribers reached"
+    )
     order = np.argsort(-proba, kind="stable")
     gains = np.concatenate([[0], np.cumsum(y_true[order]) / y_true.sum()])
     ax.plot(np.linspace(0, 1, len(gains)), gains, label=label)

@@ -64,7 +64,11 @@ def git_commit() -> str:
         return os.environ["GIT_COMMIT"]
     try:
         return subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10,
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -92,10 +96,15 @@ def xy(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
 def calibrated(candidate: Candidate, params: dict, options: TrainOptions) -> Pipeline:
     """The candidate pipeline whose classifier is calibrated by cross-validation."""
     pipeline = candidate.pipeline(params, options.seed)
-    pipeline.steps[-1] = ("model", CalibratedClassifierCV(
-        pipeline.steps[-1][1], method=options.calibration, ensemble=False,
-        cv=StratifiedKFold(options.cv_folds, shuffle=True, random_state=options.seed),
-    ))
+    pipeline.steps[-1] = (
+        "model",
+        CalibratedClassifierCV(
+            pipeline.steps[-1][1],
+            method=options.calibration,
+            ensemble=False,
+            cv=StratifiedKFold(options.cv_folds, shuffle=True, random_state=options.seed),
+        ),
+    )
     return pipeline
 
 
@@ -103,27 +112,50 @@ def _train_candidate(candidate, options, data, common_tags, settings) -> dict:
     (X_train, y_train), (X_val, y_val) = data["train"], data["validation"]
     started = time.monotonic()
     with mlflow.start_run(run_name=candidate.name, nested=True) as run:
-        found = search(candidate, X_train, y_train, trials=options.trials,
-                       timeout_s=options.timeout_s, cv_folds=options.cv_folds, seed=options.seed)
+        found = search(
+            candidate,
+            X_train,
+            y_train,
+            trials=options.trials,
+            timeout_s=options.timeout_s,
+            cv_folds=options.cv_folds,
+            seed=options.seed,
+        )
         model = calibrated(candidate, found.params, options).fit(X_train, y_train)
         proba = model.predict_proba(X_val)[:, 1]
         threshold = evaluation.choose_threshold(
-            y_val, proba, options.threshold_objective, options.cost_per_call,
+            y_val,
+            proba,
+            options.threshold_objective,
+            options.cost_per_call,
             options.value_per_subscription,
         )
         metrics = evaluation.classification_metrics(y_val, proba, threshold)
-        metrics |= {"cv_pr_auc": found.cv_pr_auc, "cv_pr_auc_std": found.cv_pr_auc_std,
-                    "search_trials": found.trials, "train_seconds": time.monotonic() - started}
+        metrics |= {
+            "cv_pr_auc": found.cv_pr_auc,
+            "cv_pr_auc_std": found.cv_pr_auc_std,
+            "search_trials": found.trials,
+            "train_seconds": time.monotonic() - started,
+        }
         sample = X_val.sample(min(options.importance_rows, len(X_val)), random_state=options.seed)
         importance = permutation_importance(
-            model, sample, y_val[X_val.index.get_indexer(sample.index)],
-            scoring="average_precision", n_repeats=3, random_state=options.seed,
+            model,
+            sample,
+            y_val[X_val.index.get_indexer(sample.index)],
+            scoring="average_precision",
+            n_repeats=3,
+            random_state=options.seed,
         )
         importances = dict(zip(sample.columns, importance.importances_mean, strict=True))
-        mlflow.log_params({f"model__{k}": v for k, v in found.params.items()} | {
-            "candidate": candidate.name, "calibration": options.calibration,
-            "threshold_objective": options.threshold_objective, "cv_folds": options.cv_folds,
-        })
+        mlflow.log_params(
+            {f"model__{k}": v for k, v in found.params.items()}
+            | {
+                "candidate": candidate.name,
+                "calibration": options.calibration,
+                "threshold_objective": options.threshold_objective,
+                "cv_folds": options.cv_folds,
+            }
+        )
         mlflow.log_metrics({f"val_{k}": v for k, v in metrics.items()})
         mlflow.set_tags(common_tags | {"candidate": candidate.name})
         mlflow.log_dict({k: float(v) for k, v in importances.items()}, "feature_importance.json")
@@ -131,18 +163,32 @@ def _train_candidate(candidate, options, data, common_tags, settings) -> dict:
             mlflow.log_figure(figure, f"plots/{name}")
             plt.close(figure)
         info = mlflow.sklearn.log_model(
-            model, name=MODEL_ARTIFACT, pyfunc_predict_fn="predict_proba",
+            model,
+            name=MODEL_ARTIFACT,
+            pyfunc_predict_fn="predict_proba",
             signature=infer_signature(X_val.head(50), proba[:50]),
             input_example=X_val.head(3),
             metadata={"threshold": threshold, "data_version": common_tags["data_version"]},
         )
-        version = register_candidate(info.model_uri, settings.model_name, common_tags | {
-            "candidate": candidate.name, "run_id": run.info.run_id, "threshold": threshold,
-        } | {f"val_{k}": round(v, 6) for k, v in metrics.items()})
-    log.info("%s -> version %s: val PR-AUC %.4f ROC-AUC %.4f", candidate.name, version,
-             metrics["pr_auc"], metrics["roc_auc"])
-    return {"candidate": candidate.name, "run_id": run.info.run_id, "version": version,
-            "metrics": metrics}
+        version = register_candidate(
+            info.model_uri,
+            settings.model_name,
+            common_tags
+            | {
+                "candidate": candidate.name,
+                "run_id": run.info.run_id,
+                "threshold": threshold,
+            }
+            | {f"val_{k}": round(v, 6) for k, v in metrics.items()},
+        )
+    log.info(
+        "%s -> version %s: val PR-AUC %.4f ROC-AUC %.4f",
+        candidate.name,
+        version,
+        metrics["pr_auc"],
+        metrics["roc_auc"],
+    )
+    return {"candidate": candidate.name, "run_id": run.info.run_id, "version": version, "metrics": metrics}
 
 
 def train(settings: Settings, options: TrainOptions, manifest: dict | None = None) -> dict:
@@ -153,21 +199,35 @@ def train(settings: Settings, options: TrainOptions, manifest: dict | None = Non
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_experiment(settings.experiment)
     common_tags = {
-        "data_version": manifest["data_version"], "prepared_id": manifest["prepared_id"],
-        "synthetic": str(manifest["synthetic"]).lower(), "git_commit": git_commit(),
+        "data_version": manifest["data_version"],
+        "prepared_id": manifest["prepared_id"],
+        "synthetic": str(manifest["synthetic"]).lower(),
+        "git_commit": git_commit(),
     }
     with mlflow.start_run(run_name=f"train-{manifest['prepared_id']}") as parent:
         mlflow.set_tags(common_tags | {"stage": "train"})
-        mlflow.log_params({"train_rows": len(data["train"][1]), "validation_rows": len(data["validation"][1]),
-                           **{k: v for k, v in options.model_dump().items() if k != "candidates"},
-                           "candidates": ",".join(options.candidates)})
+        mlflow.log_params(
+            {
+                "train_rows": len(data["train"][1]),
+                "validation_rows": len(data["validation"][1]),
+                **{k: v for k, v in options.model_dump().items() if k != "candidates"},
+                "candidates": ",".join(options.candidates),
+            }
+        )
         common_tags["training_run_id"] = parent.info.run_id
-        results = [_train_candidate(CANDIDATES[name], options, data, common_tags, settings)
-                   for name in options.candidates]
+        results = [
+            _train_candidate(CANDIDATES[name], options, data, common_tags, settings)
+            for name in options.candidates
+        ]
         best = max(results, key=lambda r: r["metrics"]["pr_auc"])
-        mlflow.log_metrics({"best_val_pr_auc": best["metrics"]["pr_auc"],
-                            "best_val_roc_auc": best["metrics"]["roc_auc"]})
+        mlflow.log_metrics(
+            {"best_val_pr_auc": best["metrics"]["pr_auc"], "best_val_roc_auc": best["metrics"]["roc_auc"]}
+        )
         mlflow.set_tag("best_candidate", best["candidate"])
-    return {"training_run_id": parent.info.run_id, "model_name": settings.model_name,
-            "data_version": manifest["data_version"], "candidates": results,
-            "best": best["candidate"]}
+    return {
+        "training_run_id": parent.info.run_id,
+        "model_name": settings.model_name,
+        "data_version": manifest["data_version"],
+        "candidates": results,
+        "best": best["candidate"],
+    }

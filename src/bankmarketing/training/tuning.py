@@ -25,8 +25,14 @@ class SearchResult:
 
 
 def search(
-    candidate: Candidate, X: pd.DataFrame, y: np.ndarray, *, trials: int, timeout_s: float,
-    cv_folds: int, seed: int,
+    candidate: Candidate,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    *,
+    trials: int,
+    timeout_s: float,
+    cv_folds: int,
+    seed: int,
 ) -> SearchResult:
     """TPE search maximising cross-validated PR-AUC within a trial and time budget."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -37,7 +43,11 @@ def search(
     def objective(trial: optuna.Trial) -> float:
         params = candidate.suggest(trial, ratio)
         fold_scores = cross_val_score(
-            candidate.pipeline(params, seed), X, y, cv=folds, scoring="average_precision",
+            candidate.pipeline(params, seed),
+            X,
+            y,
+            cv=folds,
+            scoring="average_precision",
         )
         scores[trial.number] = fold_scores
         return float(fold_scores.mean())

@@ -1,0 +1,38 @@
+"""The platform database: its tables and an engine per URL (SQLite file or Postgres)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+deployment_audit = sa.Table(
+    "deployment_audit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("action", sa.String(16), nullable=False),  # promote | refuse | rollback | keep
+    sa.Column("model_name", sa.String(200), nullable=False),
+    sa.Column("from_version", sa.Integer, nullable=True),
+    sa.Column("to_version", sa.Integer, nullable=True),
+    sa.Column("triggered_by", sa.String(200), nullable=False),
+    sa.Column("metric", sa.String(32), nullable=True),
+    sa.Column("candidate_value", sa.Float, nullable=True),
+    sa.Column("production_value", sa.Float, nullable=True),
+    sa.Column("margin", sa.Float, nullable=True),
+    sa.Column("reason", sa.Text, nullable=False),
+)
+
+
+@lru_cache(maxsize=8)
+def engine_for(url: str) -> sa.Engine:
+    """One engine per URL, with the platform tables created if missing."""
+    if url.startswith("sqlite:///"):
+        from pathlib import Path
+
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, pool_pre_ping=True)
+    metadata.create_all(engine)
+    return engine

@@ -1,0 +1,249 @@
+"""Promotion by registry aliases behind a gate, rollback, and the audit trail."""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+import mlflow.sklearn
+import pandas as pd
+import sqlalchemy as sa
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from pydantic import Field
+
+from bankmarketing.config import Settings
+from bankmarketing.data import DataError
+from bankmarketing.data.prepare import read_prepared_split
+from bankmarketing.database import deployment_audit, engine_for
+from bankmarketing.model_card import model_card
+from bankmarketing.options import StageOptions
+from bankmarketing.registry import COMPLETE_TAG
+from bankmarketing.training.evaluation import classification_metrics
+from bankmarketing.training.train import xy
+
+log = logging.getLogger(__name__)
+PRODUCTION, PREVIOUS = "production", "previous"
+STAGING_PREFIX = "staging-"
+Metric = Literal["pr_auc", "roc_auc", "f1", "lift_top_decile"]
+
+
+class DeployOptions(StageOptions):
+    """Parameters of `deploy` (Mage variables / CLI flags of the same names)."""
+
+    metric: Metric = Field("pr_auc", description="validation metric that ranks candidates and gates")
+    margin: float = Field(0.0, ge=0, description="how much better on test than production")
+    staging_count: int = Field(3, ge=1, le=10)
+    triggered_by: str | None = Field(None, description="who or what started the deploy")
+
+
+class RollbackOptions(StageOptions):
+    """Parameters of `rollback`."""
+
+    triggered_by: str | None = Field(None, description="who or what asked for the rollback")
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Literal["promote", "refuse", "keep"]
+    candidate: str
+    production: str | None
+    candidate_value: float
+    production_value: float | None
+    reason: str
+
+
+def _alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def newest_candidates(client: MlflowClient, name: str) -> list[ModelVersion]:
+    """Complete versions registered by the newest training run."""
+    versions = [
+        v for v in client.search_model_versions(f"name='{name}'") if v.tags.get(COMPLETE_TAG) == "true"
+    ]
+    if not versions:
+        raise DataError(f"model {name!r} has no complete candidate versions: run the train pipeline")
+    newest_run = max(versions, key=lambda v: v.creation_timestamp).tags["training_run_id"]
+    return [v for v in versions if v.tags.get("training_run_id") == newest_run]
+
+
+def mark_staging(client: MlflowClient, name: str, ranked: list[ModelVersion], count: int) -> None:
+    """Aliases staging-1..count on the best `count` candidates, best first."""
+    for position, version in enumerate(ranked[:count], start=1):
+        client.set_registered_model_alias(name, f"{STAGING_PREFIX}{position}", version.version)
+        client.set_model_version_tag(name, version.version, "staging_rank", str(position))
+
+
+def evaluate_on_test(settings: Settings, version: ModelVersion, test: pd.DataFrame) -> dict[str, float]:
+    """Metrics of a registered version on a test split, at the version's own threshold."""
+    model = mlflow.sklearn.load_model(f"models:/{version.name}/{version.version}")
+    X, y = xy(test)
+    return classification_metrics(y, model.predict_proba(X)[:, 1], float(version.tags["threshold"]))
+
+
+def _record(settings: Settings, **row) -> None:
+    with engine_for(settings.platform_database_url).begin() as connection:
+        connection.execute(sa.insert(deployment_audit).values(at=dt.datetime.now(dt.UTC), **row))
+
+
+def audit_trail(settings: Settings, model_name: str) -> pd.DataFrame:
+    """Every promotion, refusal and rollback of a model, oldest first."""
+    query = sa.select(deployment_audit).where(deployment_audit.c.model_name == model_name)
+    with engine_for(settings.platform_database_url).connect() as connection:
+        return pd.DataFrame(connection.execute(query.order_by(deployment_audit.c.id)).mappings().all())
+
+
+def stage_candidates(settings: Settings, options: DeployOptions) -> list[str]:
+    """Rank the newest run's versions by the validation metric; alias the best staging-1..n."""
+    client = MlflowClient(settings.tracking_uri)
+    name, key = settings.model_name, f"val_{options.metric}"
+    ranked = sorted(newest_candidates(client, name), key=lambda v: -float(v.tags[key]))
+    mark_staging(client, name, ranked, options.staging_count)
+    return [v.version for v in ranked[: options.staging_count]]
+
+
+def deploy(settings: Settings, options: DeployOptions) -> dict:
+    """Stage the newest run's best candidates and promote the best through the gate."""
+    return promote_best(settings, options, stage_candidates(settings, options))
+
+
+def promote_best(settings: Settings, options: DeployOptions, staged: list[str]) -> dict:
+    """Give the best staged version `production` if it beats production on the test split."""
+    client = MlflowClient(settings.tracking_uri)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    name = settings.model_name
+    best = client.get_model_version(name, staged[0])
+    test = read_prepared_split(settings, best.tags["prepared_id"], "test")
+    candidate_metrics = evaluate_on_test(settings, best, test)
+    current = _alias_version(client, name, PRODUCTION)
+    decision = _decide(best, current, candidate_metrics, settings, test, options)
+    triggered_by = options.triggered_by or f"user:{getpass.getuser()}"
+    _record(
+        settings,
+        action=decision.action,
+        model_name=name,
+        from_version=int(current.version) if current else None,
+        to_version=int(best.version),
+        triggered_by=triggered_by,
+        metric=options.metric,
+        candidate_value=decision.candidate_value,
+        production_value=decision.production_value,
+        margin=options.margin,
+        reason=decision.reason,
+    )
+    tags = {
+        "deploy_decision": decision.action,
+        "deploy_reason": decision.reason,
+        **{f"test_{k}": round(v, 6) for k, v in candidate_metrics.items()},
+    }
+    for tag, value in tags.items():
+        client.set_model_version_tag(name, best.version, tag, str(value))
+    if decision.action == "promote":
+        if current:
+            client.set_registered_model_alias(name, PREVIOUS, current.version)
+        client.set_registered_model_alias(name, PRODUCTION, best.version)
+        card = model_card(
+            best, candidate_metrics, test, mlflow.sklearn.load_model(f"models:/{name}/{best.version}")
+        )
+        client.log_text(best.run_id, card, "model_card.md")
+        client.update_model_version(name, best.version, description=card)
+    log.info("deploy %s: %s", decision.action, decision.reason)
+    return {
+        "action": decision.action,
+        "reason": decision.reason,
+        "candidate": best.version,
+        "production": _alias_version(client, name, PRODUCTION).version,
+        "staging": staged,
+        "test_metrics": candidate_metrics,
+    }
+
+
+def _decide(best, current, candidate_metrics, settings, test, options) -> Decision:
+    value = candidate_metrics[options.metric]
+    if current is None:
+        return Decision(
+            "promote",
+            best.version,
+            None,
+            value,
+            None,
+            f"no production version yet; candidate test {options.metric} {value:.4f}",
+        )
+    if current.version == best.version:
+        return Decision(
+            "keep",
+            best.version,
+            current.version,
+            value,
+            value,
+            f"version {best.version} is already in production",
+        )
+    production_value = evaluate_on_test(settings, current, test)[options.metric]
+    needed = production_value + options.margin
+    verdict = (
+        f"candidate v{best.version} test {options.metric} {value:.4f} vs production "
+        f"v{current.version} {production_value:.4f} (+ margin {options.margin:.4f})"
+    )
+    if value > needed:
+        return Decision(
+            "promote", best.version, current.version, value, production_value, f"{verdict}: better, promoted"
+        )
+    return Decision(
+        "refuse",
+        best.version,
+        current.version,
+        value,
+        production_value,
+        f"{verdict}: not better by the margin, production kept",
+    )
+
+
+def rollback(settings: Settings, options: RollbackOptions) -> dict:
+    """Move `production` back to `previous`; `previous` moves to the one before it."""
+    triggered_by = options.triggered_by
+    client = MlflowClient(settings.tracking_uri)
+    name = settings.model_name
+    current = _alias_version(client, name, PRODUCTION)
+    target = _alias_version(client, name, PREVIOUS)
+    if current is None or target is None:
+        raise DataError(
+            f"nothing to roll back to: model {name!r} has no "
+            f"{'production' if current is None else 'previous'} alias"
+        )
+    trail = audit_trail(settings, name)
+    promoted_target = trail[(trail["action"] == "promote") & (trail["to_version"] == int(target.version))]
+    before = promoted_target["from_version"].dropna().tolist()
+    client.set_registered_model_alias(name, PRODUCTION, target.version)
+    if before:
+        client.set_registered_model_alias(name, PREVIOUS, str(int(before[-1])))
+    else:
+        client.delete_registered_model_alias(name, PREVIOUS)
+    reason = f"rolled back from v{current.version} to v{target.version}"
+    _record(
+        settings,
+        action="rollback",
+        model_name=name,
+        from_version=int(current.version),
+        to_version=int(target.version),
+        triggered_by=triggered_by or f"user:{getpass.getuser()}",
+        metric=None,
+        candidate_value=None,
+        production_value=None,
+        margin=None,
+        reason=reason,
+    )
+    client.set_model_version_tag(name, current.version, "rolled_back", dt.datetime.now(dt.UTC).isoformat())
+    return {
+        "action": "rollback",
+        "reason": reason,
+        "production": target.version,
+        "previous": str(int(before[-1])) if before else None,
+    }

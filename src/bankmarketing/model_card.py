@@ -1,0 +1,138 @@
+"""The model card: a markdown page per promoted version, logged with it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from mlflow.entities.model_registry import ModelVersion
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from bankmarketing.data.schema import FEATURES, LEAKY_COLUMNS, TARGET
+from bankmarketing.training.evaluation import expected_calibration_error
+
+AGE_BANDS = [17, 25, 35, 45, 55, 65, 120]
+AGE_LABELS = ["18-25", "26-35", "36-45", "46-55", "56-65", "66+"]
+
+
+def segment_table(test: pd.DataFrame, proba: np.ndarray, threshold: float, by: pd.Series) -> pd.DataFrame:
+    """Rows, subscription rate, mean score, selection rate, ROC-AUC and PR-AUC per segment."""
+    y = (test[TARGET] == "yes").to_numpy(dtype=int)
+    rows = []
+    for segment, index in pd.Series(range(len(test)), index=by.to_numpy()).groupby(level=0):
+        ys, ps = y[index.to_numpy()], proba[index.to_numpy()]
+        both = 0 < ys.sum() < len(ys)
+        rows.append(
+            {
+                "segment": str(segment),
+                "rows": len(ys),
+                "subscription rate": ys.mean(),
+                "mean score": ps.mean(),
+                "called at threshold": (ps >= threshold).mean(),
+                "ROC-AUC": roc_auc_score(ys, ps) if both else np.nan,
+                "PR-AUC": average_precision_score(ys, ps) if both else np.nan,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    header = "| " + " | ".join(frame.columns) + " |"
+    rule = "|" + "---|" * len(frame.columns)
+    body = [
+        "| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row) + " |"
+        for row in frame.itertuples(index=False)
+    ]
+    return "\n".join([header, rule, *body])
+
+
+def calibration_table(y: np.ndarray, proba: np.ndarray, bins: int = 10) -> pd.DataFrame:
+    edges = np.quantile(proba, np.linspace(0, 1, bins + 1))
+    which = np.clip(np.searchsorted(edges[1:-1], proba, side="right"), 0, bins - 1)
+    return pd.DataFrame(
+        [
+            {
+                "score decile": b + 1,
+                "rows": int((which == b).sum()),
+                "mean score": float(proba[which == b].mean()),
+                "observed rate": float(y[which == b].mean()),
+            }
+            for b in range(bins)
+            if (which == b).any()
+        ]
+    )
+
+
+def model_card(version: ModelVersion, metrics: dict[str, float], test: pd.DataFrame, model) -> str:
+    """Markdown: data, intended use, features, metrics beside baselines, calibration, segments, limits."""
+    proba = model.predict_proba(test[list(FEATURES)])[:, 1]
+    y = (test[TARGET] == "yes").to_numpy(dtype=int)
+    threshold = float(version.tags["threshold"])
+    tags = version.tags
+    segments = {
+        "age band": pd.cut(test["age"], AGE_BANDS, labels=AGE_LABELS).astype(str),
+        "job": test["job"],
+        "contact": test["contact"],
+    }
+    metric_rows = pd.DataFrame(
+        [
+            {"metric": "ROC-AUC", "model": metrics["roc_auc"], "baseline": 0.5},
+            {"metric": "PR-AUC", "model": metrics["pr_auc"], "baseline": metrics["pr_auc_baseline"]},
+            {
+                "metric": "accuracy",
+                "model": metrics["accuracy"],
+                "baseline": metrics["accuracy_majority_baseline"],
+            },
+            {"metric": "F1", "model": metrics["f1"], "baseline": 0.0},
+            {"metric": "precision", "model": metrics["precision"], "baseline": metrics["pr_auc_baseline"]},
+            {"metric": "recall", "model": metrics["recall"], "baseline": 0.0},
+            {"metric": "lift in top decile", "model": metrics["lift_top_decile"], "baseline": 1.0},
+            {
+                "metric": "Brier score",
+                "model": metrics["brier"],
+                "baseline": float(y.mean() * (1 - y.mean())),
+            },
+            {"metric": "expected calibration error", "model": metrics["ece"], "baseline": 0.0},
+        ]
+    )
+    sections = [
+        f"# Model card — {version.name} version {version.version}",
+        f"Candidate `{tags.get('candidate')}` from training run `{tags.get('training_run_id')}`, "
+        f"MLflow run `{version.run_id}`, git commit `{tags.get('git_commit')}`.",
+        "## Data",
+        f"- Data version (sha256 of the validated rows): `{tags.get('data_version')}`"
+        f"{' — **synthetic data**' if tags.get('synthetic') == 'true' else ''}",
+        f"- Prepared data: `{tags.get('prepared_id')}`; metrics below are on its held-out test "
+        f"split ({len(test):,} customers, {y.mean():.1%} subscribed).",
+        "## Intended use",
+        "Rank customers of a retail bank by their probability of subscribing to a term deposit "
+        "if called in a telemarketing campaign, to decide whom to call first. The score is a "
+        "calibrated probability; the decision threshold "
+        f"**{threshold:.4f}** was chosen on the validation split. Not for credit, pricing or any "
+        "decision about a customer's eligibility for a product.",
+        "## Features",
+        "Raw customer and campaign attributes known before the call: "
+        + ", ".join(f"`{f}`" for f in FEATURES)
+        + ". Derived inside the model: "
+        "`contacted_before` (pdays ≠ −1) and `day_of_year`.",
+        f"Excluded: {', '.join(f'`{c}`' for c in LEAKY_COLUMNS)} — the length of the call is only "
+        "known after the call has ended, so it cannot inform whom to call.",
+        "## Metrics on the test split",
+        _markdown(metric_rows),
+        "## Calibration",
+        f"Expected calibration error {expected_calibration_error(y, proba):.4f}; "
+        f"mean score {proba.mean():.4f} vs observed rate {y.mean():.4f}.",
+        _markdown(calibration_table(y, proba)),
+        "## Performance by segment",
+        *[
+            f"### {label}\n{_markdown(segment_table(test, proba, threshold, by))}"
+            for label, by in segments.items()
+        ],
+        "## Limits",
+        "- Trained on campaigns of one Portuguese bank, May 2008 – Nov 2010; the data has no "
+        "year, and success rates moved strongly with the month (season and economic context).",
+        "- Months absent from the training window are scored without any month effect: "
+        "monitor drift and retrain when later periods arrive.",
+        "- Segments with few customers (see the tables) have unreliable metrics.",
+        "- Scores rank customers for calls; they do not say why a customer subscribes.",
+    ]
+    return "\n\n".join(sections) + "\n"

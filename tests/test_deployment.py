@@ -1,0 +1,172 @@
+"""Promotion through the gate, refusal of a worse model, rollback, audit rows, model card."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+
+import mlflow
+import mlflow.artifacts
+import mlflow.sklearn
+import pytest
+from mlflow import MlflowClient
+from sklearn.dummy import DummyClassifier
+from sklearn.pipeline import Pipeline
+
+from bankmarketing.data.prepare import PrepareOptions, prepare, read_split
+from bankmarketing.deployment import DeployOptions, RollbackOptions, audit_trail, deploy, rollback
+from bankmarketing.features import build_features
+from bankmarketing.registry import register_candidate
+from bankmarketing.training.train import TrainOptions, train, xy
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory, data_csv, mlflow_server):
+    from bankmarketing.config import Settings
+
+    root = tmp_path_factory.mktemp("deploy")
+    settings = Settings(
+        data_path=data_csv,
+        data_dir=root / "data",
+        data_url="http://unused",
+        tracking_uri=mlflow_server.uri,
+        model_name=f"deploy-{uuid.uuid4().hex[:6]}",
+        experiment=f"deploy-{uuid.uuid4().hex[:6]}",
+        database_url=None,
+        mlflow_dir=root / "mlruns",
+    )
+    manifest = prepare(settings, PrepareOptions())
+    return settings, manifest
+
+
+def register_uninformative_run(settings, manifest) -> str:
+    """A training run whose only candidate predicts the base rate for everyone.
+
+    Its validation tag claims an excellent PR-AUC, so only the test-split gate can stop it.
+    """
+    X, y = xy(read_split(manifest, "train"))
+    model = Pipeline([("features", build_features(False)), ("model", DummyClassifier(strategy="prior"))]).fit(
+        X, y
+    )
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_experiment(settings.experiment)
+    with mlflow.start_run(run_name="uninformative") as parent:
+        with mlflow.start_run(run_name="dummy", nested=True) as run:
+            info = mlflow.sklearn.log_model(model, name="model", pyfunc_predict_fn="predict_proba")
+    return register_candidate(
+        info.model_uri,
+        settings.model_name,
+        {
+            "candidate": "dummy",
+            "run_id": run.info.run_id,
+            "training_run_id": parent.info.run_id,
+            "data_version": manifest["data_version"],
+            "prepared_id": manifest["prepared_id"],
+            "threshold": 0.5,
+            "val_pr_auc": 0.99,
+            "git_commit": "test",
+            "synthetic": "false",
+        },
+    )
+
+
+def aliases(settings) -> dict[str, str]:
+    return MlflowClient(settings.tracking_uri).get_registered_model(settings.model_name).aliases
+
+
+def test_gate_promotes_better_refuses_worse_and_rollback_restores(platform):
+    settings, manifest = platform
+    client = MlflowClient(settings.tracking_uri)
+
+    dummy = register_uninformative_run(settings, manifest)
+    first = deploy(settings, DeployOptions(triggered_by="test:first"))
+    assert first["action"] == "promote" and first["production"] == dummy
+    assert "no production version yet" in first["reason"]
+
+    trained = train(
+        settings,
+        TrainOptions(
+            candidates=["logistic_regression", "xgboost"],
+            trials=1,
+            timeout_s=10,
+            cv_folds=2,
+            importance_rows=300,
+        ),
+    )
+    best = max(trained["candidates"], key=lambda c: c["metrics"]["pr_auc"])["version"]
+    second = deploy(settings, DeployOptions(triggered_by="test:second"))
+    assert second["action"] == "promote" and second["production"] == best
+    assert aliases(settings)["previous"] == dummy
+    assert aliases(settings)["staging-1"] == best and "staging-2" in aliases(settings)
+
+    worse = register_uninformative_run(settings, manifest)
+    third = deploy(settings, DeployOptions(triggered_by="test:third"))
+    assert third["action"] == "refuse" and third["candidate"] == worse
+    assert third["production"] == best  # production kept
+    assert client.get_model_version(settings.model_name, worse).tags["deploy_decision"] == "refuse"
+
+    same = deploy(settings, DeployOptions(triggered_by="test:again"))
+    assert same["action"] == "refuse"  # the newest run is still the worse one
+
+    back = rollback(settings, RollbackOptions(triggered_by="test:rollback"))
+    assert back["production"] == dummy and aliases(settings)["production"] == dummy
+    assert "previous" not in aliases(settings)  # dummy replaced nothing
+    with pytest.raises(Exception, match="nothing to roll back to"):
+        rollback(settings, RollbackOptions())
+
+    trail = audit_trail(settings, settings.model_name)
+    assert trail["action"].tolist() == ["promote", "promote", "refuse", "refuse", "rollback"]
+    assert trail["triggered_by"].tolist()[:3] == ["test:first", "test:second", "test:third"]
+    assert trail.loc[1, "from_version"] == int(dummy) and trail.loc[1, "to_version"] == int(best)
+    assert trail.loc[2, "candidate_value"] < trail.loc[2, "production_value"]
+    assert all(isinstance(r, str) and r for r in trail["reason"])
+
+
+def test_margin_refuses_a_model_that_is_better_but_not_by_enough(platform):
+    settings, manifest = platform
+    settings = replace(settings, model_name=f"margin-{uuid.uuid4().hex[:6]}")
+    register_uninformative_run(settings, manifest)
+    deploy(settings, DeployOptions())
+    train(
+        settings,
+        TrainOptions(
+            candidates=["logistic_regression"], trials=1, timeout_s=5, cv_folds=2, importance_rows=300
+        ),
+    )
+    refused = deploy(settings, DeployOptions(margin=0.9))
+    assert refused["action"] == "refuse" and "not better by the margin" in refused["reason"]
+
+
+def test_model_card_of_the_promoted_version(platform):
+    settings, _ = platform
+    client = MlflowClient(settings.tracking_uri)
+    production = client.get_model_version_by_alias(settings.model_name, "production")
+    promoted = [
+        v
+        for v in client.search_model_versions(f"name='{settings.model_name}'")
+        if v.tags.get("candidate") != "dummy" and v.tags.get("deploy_decision") == "promote"
+    ]
+    assert promoted, production
+    card = client.get_model_version(settings.model_name, promoted[0].version).description
+    for expected in [
+        "# Model card",
+        "## Data",
+        promoted[0].tags["data_version"],
+        "## Intended use",
+        "`duration`",
+        "only known after the call",
+        "## Metrics on the test split",
+        "baseline",
+        "## Calibration",
+        "### age band",
+        "### job",
+        "### contact",
+        "## Limits",
+    ]:
+        assert expected in card, expected
+    path = mlflow.artifacts.download_artifacts(
+        run_id=promoted[0].run_id, artifact_path="model_card.md", tracking_uri=settings.tracking_uri
+    )
+    assert open(path).read() == card
