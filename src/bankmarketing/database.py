@@ -26,6 +26,19 @@ deployment_audit = sa.Table(
 )
 
 
+prediction_log = sa.Table(
+    "prediction_log", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.String(64), nullable=False, index=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("model_name", sa.String(200), nullable=False),
+    sa.Column("model_version", sa.Integer, nullable=False),
+    sa.Column("score", sa.Float, nullable=False),
+    sa.Column("decision", sa.Boolean, nullable=False),
+    sa.Column("features", sa.JSON, nullable=False),
+)
+
+
 @lru_cache(maxsize=8)
 def engine_for(url: str) -> sa.Engine:
     """One engine per URL, with the platform tables created if missing."""

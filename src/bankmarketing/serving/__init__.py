@@ -1,0 +1,1 @@
+"""The predictor: request schemas, model holder (hot swap), prediction log, Flask app."""

@@ -1,0 +1,301 @@
+"""The Flask predictor (served by gunicorn): `create_app()` is the factory.
+
+gunicorn 'bankmarketing.serving.app:create_app()' -w 2 -b 0.0.0.0:9696
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import logging
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from flask import Flask, Response, jsonify, request
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from bankmarketing.config import Settings
+from bankmarketing.scoring import ExplanationUnavailable
+from bankmarketing.serving.model_holder import ModelHolder
+from bankmarketing.serving.openapi import openapi_document
+from bankmarketing.serving.prediction_log import PredictionLog
+from bankmarketing.serving.schemas import BatchRequest, PredictRequest, validation_errors
+
+log = logging.getLogger(__name__)
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, "").strip() or default
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """Predictor settings (PREDICTOR_* variables; model and database from Settings)."""
+
+    alias: str = "production"
+    cache_dir: Path = Path(".run/predictor-cache")
+    poll_s: float = 30.0
+    admin_token: str | None = None
+    max_batch: int = 1_000
+    max_body_bytes: int = 2 * 1024 * 1024
+    log_predictions: bool = True
+
+    @classmethod
+    def from_env(cls) -> ServingConfig:
+        return cls(
+            alias=_env("PREDICTOR_MODEL_ALIAS", "production"),
+            cache_dir=Path(_env("PREDICTOR_CACHE_DIR", ".run/predictor-cache")),
+            poll_s=float(_env("PREDICTOR_POLL_SECONDS", "30")),
+            admin_token=os.environ.get("PREDICTOR_ADMIN_TOKEN") or None,
+            max_batch=int(_env("PREDICTOR_MAX_BATCH", "1000")),
+            max_body_bytes=int(_env("PREDICTOR_MAX_BODY_BYTES", str(2 * 1024 * 1024))),
+            log_predictions=_env("PREDICTOR_LOG_PREDICTIONS", "true").lower() != "false",
+        )
+
+
+class _Metrics:
+    """Prometheus metrics (aggregated over gunicorn workers when PROMETHEUS_MULTIPROC_DIR is set)."""
+
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "predictor_requests",
+            "requests by endpoint and status",
+            ["endpoint", "status"],
+            registry=self.registry,
+        )
+        self.rows = Counter("predictor_scored_rows", "customers scored", registry=self.registry)
+        self.latency = Histogram(
+            "predictor_request_seconds",
+            "request latency by endpoint",
+            ["endpoint"],
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry,
+        )
+        self.version = Gauge(
+            "predictor_model_version", "model version served", multiprocess_mode="max", registry=self.registry
+        )
+
+    def exposition(self) -> bytes:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry)
+        return generate_latest(self.registry)
+
+
+def _error(status: int, message: str, detail: list | None = None):
+    return jsonify({"error": message, "detail": detail or []}), status
+
+
+def create_app(
+    settings: Settings | None = None, config: ServingConfig | None = None, start_threads: bool = True
+) -> Flask:
+    """The predictor app: loads the model, starts the alias poller and the prediction log."""
+    settings = settings or Settings.from_env()
+    config = config or ServingConfig.from_env()
+    config.cache_dir.mkdir(parents=True, exist_ok=True)
+    holder = ModelHolder(settings.tracking_uri, settings.model_name, config.alias, config.cache_dir)
+    holder.load_initial()
+    metrics = _Metrics()
+    predictions = PredictionLog(settings.platform_database_url)
+    stop = threading.Event()
+    if start_threads:
+        holder.follow(config.poll_s, stop)
+        if config.log_predictions:
+            predictions.start()
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    app.extensions["bankmarketing"] = {"holder": holder, "predictions": predictions, "stop": stop}
+    document = openapi_document(config.max_batch)
+
+    def parse(model):
+        if not request.is_json:
+            return None, _error(415, "expected Content-Type: application/json")
+        body = request.get_json(silent=True)
+        if body is None:
+            return None, _error(400, "the body is not valid JSON")
+        try:
+            return model.model_validate(body), None
+        except ValidationError as exc:
+            return None, _error(422, "invalid request", validation_errors(exc))
+
+    def score(records: list[dict], explain: bool, request_id: str):
+        model = holder.current  # one reference for the whole request: swaps never split it
+        if model is None:
+            return None, _error(503, "no model loaded yet: the registry has no production version")
+        probabilities = model.scorer.score_records(records)
+        contributions = None
+        if explain:
+            try:
+                contributions = model.scorer.explain(records)
+            except ExplanationUnavailable as exc:
+                return None, _error(422, str(exc), [{"field": "explain", "message": str(exc)}])
+        decisions = probabilities >= model.threshold
+        metrics.rows.inc(len(records))
+        if config.log_predictions:
+            now = dt.datetime.now(dt.UTC)
+            predictions.append(
+                [
+                    {
+                        "request_id": request_id if len(records) == 1 else f"{request_id}:{i}",
+                        "at": now,
+                        "model_name": model.name,
+                        "model_version": int(model.version),
+                        "score": float(p),
+                        "decision": bool(d),
+                        "features": r,
+                    }
+                    for i, (r, p, d) in enumerate(zip(records, probabilities, decisions, strict=True))
+                ]
+            )
+        return (model, probabilities, decisions, contributions), None
+
+    @app.before_request
+    def _start_timer():
+        request.environ["bankmarketing.start"] = time.perf_counter()
+
+    @app.after_request
+    def _observe(response):
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        metrics.requests.labels(endpoint, str(response.status_code)).inc()
+        metrics.latency.labels(endpoint).observe(time.perf_counter() - request.environ["bankmarketing.start"])
+        return response
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        if exc.code == 413:
+            return _error(413, f"request body larger than {config.max_body_bytes} bytes")
+        return _error(exc.code or 500, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unexpected error")
+        return _error(500, "internal error")  # no paths or stack traces to the client
+
+    @app.post("/predict")
+    def predict():
+        request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+        body, failure = parse(PredictRequest)
+        if failure:
+            return failure
+        result, failure = score([body.customer.model_dump()], body.explain, request_id)
+        if failure:
+            return failure
+        model, probabilities, decisions, contributions = result
+        answer = {
+            "request_id": request_id,
+            "probability": float(probabilities[0]),
+            "decision": "call" if decisions[0] else "skip",
+            "threshold": model.threshold,
+            "model_name": model.name,
+            "model_version": model.version,
+        }
+        if contributions is not None:
+            answer["contributions"] = contributions[0]
+        return jsonify(answer)
+
+    @app.post("/predict/batch")
+    def predict_batch():
+        request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+        body, failure = parse(BatchRequest)
+        if failure:
+            return failure
+        if len(body.customers) > config.max_batch:
+            return _error(
+                413,
+                f"batch of {len(body.customers)} customers; at most {config.max_batch}",
+                [{"field": "customers", "message": f"at most {config.max_batch} items"}],
+            )
+        records = [c.model_dump() for c in body.customers]
+        result, failure = score(records, body.explain, request_id)
+        if failure:
+            return failure
+        model, probabilities, decisions, contributions = result
+        rows = [
+            {"probability": float(p), "decision": "call" if d else "skip"}
+            for p, d in zip(probabilities, decisions, strict=True)
+        ]
+        if contributions is not None:
+            for row, contribution in zip(rows, contributions, strict=True):
+                row["contributions"] = contribution
+        return jsonify(
+            {
+                "request_id": request_id,
+                "model_name": model.name,
+                "model_version": model.version,
+                "threshold": model.threshold,
+                "predictions": rows,
+            }
+        )
+
+    @app.get("/health")
+    def health():
+        return jsonify({"status": "alive"})
+
+    @app.get("/ready")
+    def ready():
+        model = holder.current
+        body = {
+            "ready": model is not None,
+            "registry_error": holder.registry_error,
+            "source": model.source if model else None,
+            "model_version": model.version if model else None,
+        }
+        return jsonify(body), 200 if model else 503
+
+    @app.get("/model")
+    def model_info():
+        model = holder.current
+        if model is None:
+            return _error(503, "no model loaded yet")
+        return jsonify(
+            {
+                "name": model.name,
+                "version": model.version,
+                "alias": config.alias,
+                "threshold": model.threshold,
+                "source": model.source,
+                "fast_path": model.scorer.fast,
+                "registry_error": holder.registry_error,
+                "metrics": model.metrics,
+                "loaded_at": dt.datetime.fromtimestamp(model.loaded_at, dt.UTC).isoformat(),
+                "card": model.card,
+            }
+        )
+
+    @app.get("/metrics")
+    def prometheus():
+        if holder.current is not None:
+            metrics.version.set(int(holder.current.version))
+        return Response(metrics.exposition(), mimetype="text/plain; version=0.0.4")
+
+    @app.get("/openapi.json")
+    def openapi():
+        return jsonify(document)
+
+    @app.post("/admin/reload")
+    def reload():
+        if not config.admin_token:
+            return _error(403, "reload is disabled: PREDICTOR_ADMIN_TOKEN is not set")
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), config.admin_token.encode()):
+            return _error(401, "missing or wrong bearer token")
+        try:
+            changed = holder.refresh()
+        except Exception as exc:
+            return _error(503, f"registry unavailable: {type(exc).__name__}")
+        return jsonify({"reloaded": changed, "model_version": holder.current.version})
+
+    np.seterr(all="ignore")
+    return app

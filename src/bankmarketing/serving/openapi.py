@@ -1,0 +1,85 @@
+"""The predictor's OpenAPI 3.1 document, generated from the pydantic schemas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic.json_schema import models_json_schema
+
+from bankmarketing import __version__
+from bankmarketing.serving.schemas import BatchPrediction, BatchRequest, ErrorBody, Prediction, PredictRequest
+
+
+def _json(ref: str) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}}
+
+
+def openapi_document(max_batch: int) -> dict[str, Any]:
+    _, schemas = models_json_schema(
+        [(m, "validation") for m in (PredictRequest, BatchRequest)]
+        + [(m, "serialization") for m in (Prediction, BatchPrediction, ErrorBody)],
+        ref_template="#/components/schemas/{model}",
+    )
+    errors = {
+        "400": {"description": "body is not valid JSON", **_json("ErrorBody")},
+        "413": {"description": "body or batch too large", **_json("ErrorBody")},
+        "415": {"description": "not application/json", **_json("ErrorBody")},
+        "422": {
+            "description": "a field is missing, of the wrong type, out of range or unknown",
+            **_json("ErrorBody"),
+        },
+        "503": {"description": "no model loaded yet", **_json("ErrorBody")},
+    }
+    text = {"200": {"description": "ok", "content": {"text/plain": {"schema": {"type": "string"}}}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Term-deposit propensity predictor",
+            "version": __version__,
+            "description": "Probability that a bank customer subscribes to a term deposit if "
+            "called, from the production model in the MLflow registry.",
+        },
+        "paths": {
+            "/predict": {
+                "post": {
+                    "summary": "Score one customer",
+                    "requestBody": {"required": True, **_json("PredictRequest")},
+                    "responses": {"200": {"description": "prediction", **_json("Prediction")}, **errors},
+                }
+            },
+            "/predict/batch": {
+                "post": {
+                    "summary": f"Score up to {max_batch} customers",
+                    "requestBody": {"required": True, **_json("BatchRequest")},
+                    "responses": {
+                        "200": {"description": "predictions in input order", **_json("BatchPrediction")},
+                        **errors,
+                    },
+                }
+            },
+            "/health": {"get": {"summary": "The process is alive", "responses": text}},
+            "/ready": {
+                "get": {
+                    "summary": "A model is loaded (and from where)",
+                    "responses": {"200": {"description": "ready"}, "503": {"description": "no model yet"}},
+                }
+            },
+            "/model": {
+                "get": {
+                    "summary": "Served version, its metrics and model card",
+                    "responses": {"200": {"description": "model"}, "503": {"description": "none"}},
+                }
+            },
+            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": text}},
+            "/admin/reload": {
+                "post": {
+                    "summary": "Follow the registry alias now (bearer token)",
+                    "responses": {
+                        "200": {"description": "reloaded or unchanged"},
+                        "401": {"description": "missing or wrong token"},
+                    },
+                }
+            },
+        },
+        "components": {"schemas": schemas["$defs"] if "$defs" in schemas else schemas},
+    }

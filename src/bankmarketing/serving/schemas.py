@@ -1,0 +1,93 @@
+"""Request and response schemas of the predictor (pydantic; the OpenAPI document's source)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from bankmarketing.data.schema import CATEGORIES, FEATURES, RANGES
+
+_FIELD_HELP = {
+    "age": "age in years",
+    "job": "type of job",
+    "marital": "marital status",
+    "education": "highest education level",
+    "default": "has credit in default",
+    "balance": "average yearly balance in euros",
+    "housing": "has a housing loan",
+    "loan": "has a personal loan",
+    "contact": "contact communication type",
+    "day_of_week": "day of the month of the call",
+    "month": "month of the call",
+    "campaign": "contacts in this campaign, this call included",
+    "pdays": "days since the last contact in an earlier campaign, -1 if never contacted",
+    "previous": "contacts before this campaign",
+    "poutcome": "outcome of the previous campaign",
+}
+
+
+def _field(name: str) -> tuple[Any, Any]:
+    if name in RANGES:
+        low, high = RANGES[name]
+        return Annotated[int, Field(strict=True, ge=low, le=high, description=_FIELD_HELP[name])], ...
+    return Literal[CATEGORIES[name]], Field(..., description=_FIELD_HELP[name])
+
+
+#: One customer: the 15 model features, exact types, allowed categories, no extra fields.
+Customer = create_model(
+    "Customer",
+    __config__=ConfigDict(extra="forbid", strict=True),
+    **{name: _field(name) for name in FEATURES},
+)
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    customer: Customer  # type: ignore[valid-type]
+    explain: bool = Field(False, description="add per-feature contributions from the model")
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    customers: list[Customer] = Field(..., min_length=1)  # type: ignore[valid-type]
+    explain: bool = False
+
+
+class Prediction(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    request_id: str
+    probability: float = Field(..., description="calibrated probability of subscribing")
+    decision: Literal["call", "skip"]
+    threshold: float
+    model_name: str
+    model_version: str
+    contributions: dict[str, float] | None = Field(
+        None, description="per-feature contributions in log-odds (explain=true)"
+    )
+
+
+class BatchPrediction(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    request_id: str
+    model_name: str
+    model_version: str
+    threshold: float
+    predictions: list[dict[str, Any]]
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: list[dict[str, Any]] = []
+
+
+def validation_errors(exc) -> list[dict[str, Any]]:
+    """pydantic errors as [{field, message}], the field as a dotted path (customers.3.age)."""
+    return [
+        {"field": ".".join(str(p) for p in error["loc"]) or "body", "message": error["msg"]}
+        for error in exc.errors(include_url=False, include_input=False)
+    ]
