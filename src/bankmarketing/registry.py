@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.request
 from typing import Any
 
 import mlflow
@@ -11,6 +12,20 @@ from bankmarketing.config import Settings
 
 #: Tag set last on a version: only versions carrying it are complete candidates.
 COMPLETE_TAG = "candidate_complete"
+
+
+def require_tracking_server(uri: str, timeout_s: float = 10.0) -> None:
+    """Fail early, with the fix, when the MLflow server is not answering."""
+    if not uri.startswith("http"):
+        return
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s) as response:
+            response.read()
+    except OSError as exc:
+        raise ConnectionError(
+            f"MLflow tracking server {uri} is not reachable ({exc}). "
+            "Start it with `make mlflow` or set MLFLOW_TRACKING_URI."
+        ) from None
 
 
 def register_candidate(model_uri: str, model_name: str, tags: dict[str, Any]) -> str:

@@ -14,6 +14,7 @@ import mlflow.artifacts
 import mlflow.sklearn
 from mlflow import MlflowClient
 
+from bankmarketing.registry import require_tracking_server
 from bankmarketing.scoring import Scorer
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ class ModelHolder:
     def refresh(self) -> bool:
         """Load the alias's version beside the current one and swap if it changed."""
         with self._lock:
+            require_tracking_server(self.tracking_uri, timeout_s=3)  # fail fast, no long retries
             client = MlflowClient(self.tracking_uri)
             version = client.get_model_version_by_alias(self.name, self.alias)
             self.registry_error = None

@@ -6,7 +6,6 @@ import logging
 import os
 import subprocess
 import time
-import urllib.request
 from typing import Literal
 
 import matplotlib.pyplot as plt
@@ -25,7 +24,7 @@ from bankmarketing.config import Settings
 from bankmarketing.data.prepare import current_manifest, read_split
 from bankmarketing.data.schema import FEATURES, TARGET
 from bankmarketing.options import StageOptions
-from bankmarketing.registry import register_candidate
+from bankmarketing.registry import register_candidate, require_tracking_server
 from bankmarketing.training import evaluation
 from bankmarketing.training.candidates import CANDIDATES, Candidate
 from bankmarketing.training.plots import evaluation_figures
@@ -72,20 +71,6 @@ def git_commit() -> str:
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-def require_tracking_server(uri: str) -> None:
-    """Fail early, with the fix, when the MLflow server is not answering."""
-    if not uri.startswith("http"):
-        return
-    try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=10) as response:
-            response.read()
-    except OSError as exc:
-        raise ConnectionError(
-            f"MLflow tracking server {uri} is not reachable ({exc}). "
-            "Start it with `make mlflow` or set MLFLOW_TRACKING_URI."
-        ) from None
 
 
 def xy(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
