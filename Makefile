@@ -19,7 +19,7 @@ include .env
 export
 endif
 
-.PHONY: help setup mlflow mlflow-stop prepare train deploy rollback demo mage-ui test test-fast lint bench clean
+.PHONY: help setup mlflow mlflow-stop prepare train deploy rollback serve ui build-predictor demo mage-ui test test-fast lint bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -60,6 +60,16 @@ deploy: setup mlflow ## run the Mage `deploy` pipeline: stage, gate, promote (VA
 
 rollback: setup mlflow ## move the `production` alias back to `previous` (audited)
 	$(APP)/bankmarketing rollback
+
+serve: setup ## run the predictor (gunicorn) on http://127.0.0.1:9696, following the `production` alias
+	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/$(RUN_DIR)/prometheus PREDICTOR_HOST=127.0.0.1 \
+	$(APP)/gunicorn -c python:bankmarketing.serving.gunicorn_conf 'bankmarketing.serving.app:create_app()'
+
+ui: setup ## run the Streamlit tester on http://127.0.0.1:8501 (calls the predictor at PREDICTOR_URL)
+	$(APP)/streamlit run src/bankmarketing/ui/app.py --server.address 127.0.0.1 --server.headless true
+
+build-predictor: setup mlflow ## write (and build, if Docker runs) the predictor image context in build/predictor
+	$(APP)/bankmarketing build-predictor
 
 demo: setup mlflow ## prepare + train through Mage on the real data; print where to look
 	@start=$$(date +%s); \

@@ -37,8 +37,14 @@ from bankmarketing.training.train import TrainOptions, calibrated, xy
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared/data/bank-marketing/bank-marketing.csv"
 XGB_PARAMS = {
-    "n_estimators": 300, "learning_rate": 0.05, "max_depth": 4, "min_child_weight": 5.0,
-    "subsample": 0.8, "colsample_bytree": 0.8, "reg_lambda": 1.0, "scale_pos_weight": 1.0,
+    "n_estimators": 300,
+    "learning_rate": 0.05,
+    "max_depth": 4,
+    "min_child_weight": 5.0,
+    "subsample": 0.8,
+    "colsample_bytree": 0.8,
+    "reg_lambda": 1.0,
+    "scale_pos_weight": 1.0,
 }
 
 
@@ -65,10 +71,10 @@ def best_rows_per_s(call: Callable[[], np.ndarray], rows: int, runs: int) -> tup
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path,
-                        default=Path(os.environ.get("BANK_DATA_PATH", DEFAULT_DATA)))
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, default=Path(os.environ.get("BANK_DATA_PATH", DEFAULT_DATA)))
     parser.add_argument("--model-uri", help="an MLflow model URI instead of training one")
     parser.add_argument("--calls", type=int, default=2000, help="one-row calls per method")
     parser.add_argument("--repeat", type=int, default=4, help="copies of the data in the batch")
@@ -84,52 +90,55 @@ def main() -> None:
     else:
         started = time.perf_counter()
         pipeline = calibrated(CANDIDATES["xgboost"], XGB_PARAMS, TrainOptions()).fit(*xy(frame))
-        source = f"xgboost {XGB_PARAMS['n_estimators']} trees + isotonic, trained in " \
-                 f"{time.perf_counter() - started:.1f} s on {len(frame):,} rows"
+        source = (
+            f"xgboost {XGB_PARAMS['n_estimators']} trees + isotonic, trained in "
+            f"{time.perf_counter() - started:.1f} s on {len(frame):,} rows"
+        )
     started = time.perf_counter()
     scorer = Scorer.from_pipeline(pipeline)
     print(f"model: {source}")
-    print(f"scorer: kind={scorer.kind} fast={scorer.fast}, compiled in "
-          f"{(time.perf_counter() - started) * 1e3:.1f} ms")
+    print(
+        f"scorer: kind={scorer.kind} fast={scorer.fast}, compiled in "
+        f"{(time.perf_counter() - started) * 1e3:.1f} ms"
+    )
 
     records = frame[list(FEATURES)].to_dict("records")
     n = len(records)
     fast_ms = median_ms(lambda i: scorer.score_records([records[i % n]]), args.calls)
-    frame_ms = median_ms(
-        lambda i: pipeline.predict_proba(pd.DataFrame([records[i % n]])), args.calls)
+    frame_ms = median_ms(lambda i: pipeline.predict_proba(pd.DataFrame([records[i % n]])), args.calls)
     print(f"\none row, median of {args.calls:,} calls:")
     print(f"  Scorer.score_records                       {fast_ms:8.3f} ms")
     print(f"  pipeline.predict_proba(DataFrame([record])) {frame_ms:7.3f} ms  (anchor)")
     print(f"  speed-up vs anchor                         {frame_ms / fast_ms:8.1f} x")
     if scorer.fast and scorer.kind == "xgboost":
         booster = pipeline.named_steps["model"].calibrated_classifiers_[0].estimator.get_booster()
-        rows = [scorer.layout.matrix({f: [r[f]] for f in scorer.layout.fields}, 1)
-                for r in records[:200]]
+        rows = [scorer.layout.matrix({f: [r[f]] for f in scorer.layout.fields}, 1) for r in records[:200]]
         raw_ms = median_ms(lambda i: booster.inplace_predict(rows[i % 200]), args.calls)
-        print(f"  raw booster inplace_predict (prebuilt row) {raw_ms:8.3f} ms  "
-              "(floor; 0.2 ms measured before)")
+        print(
+            f"  raw booster inplace_predict (prebuilt row) {raw_ms:8.3f} ms  (floor; 0.2 ms measured before)"
+        )
 
     batch = pd.concat([frame] * args.repeat, ignore_index=True)
     batch_records = batch[list(FEATURES)].to_dict("records")
     rows = len(batch)
-    pipeline_rate, expected = best_rows_per_s(
-        lambda: pipeline.predict_proba(batch)[:, 1], rows, args.runs)
+    pipeline_rate, expected = best_rows_per_s(lambda: pipeline.predict_proba(batch)[:, 1], rows, args.runs)
     frame_rate, from_frame = best_rows_per_s(lambda: scorer.score_frame(batch), rows, args.runs)
-    records_rate, from_records = best_rows_per_s(
-        lambda: scorer.score_records(batch_records), rows, args.runs)
+    records_rate, from_records = best_rows_per_s(lambda: scorer.score_records(batch_records), rows, args.runs)
     via_frame_rate, _ = best_rows_per_s(
-        lambda: pipeline.predict_proba(pd.DataFrame(batch_records))[:, 1], rows, args.runs)
+        lambda: pipeline.predict_proba(pd.DataFrame(batch_records))[:, 1], rows, args.runs
+    )
     print(f"\nbatch of {rows:,} rows (data x{args.repeat}), best of {args.runs} runs:")
-    print(f"  pipeline.predict_proba   {pipeline_rate:12,.0f} rows/s  "
-          "(anchor; 184k rows/s measured before)")
-    print(f"  Scorer.score_frame       {frame_rate:12,.0f} rows/s  "
-          f"{frame_rate / pipeline_rate:5.1f} x")
-    print(f"  Scorer.score_records     {records_rate:12,.0f} rows/s  "
-          f"{records_rate / pipeline_rate:5.1f} x")
-    print(f"  pipeline.predict_proba(DataFrame(records)) {via_frame_rate:,.0f} rows/s "
-          f"(records -> frame -> pipeline); score_records is {records_rate / via_frame_rate:.1f} x")
-    print(f"  max |score - pipeline|   frame {np.max(np.abs(from_frame - expected)):.2e}, "
-          f"records {np.max(np.abs(from_records - expected)):.2e}")
+    print(f"  pipeline.predict_proba   {pipeline_rate:12,.0f} rows/s  (anchor; 184k rows/s measured before)")
+    print(f"  Scorer.score_frame       {frame_rate:12,.0f} rows/s  {frame_rate / pipeline_rate:5.1f} x")
+    print(f"  Scorer.score_records     {records_rate:12,.0f} rows/s  {records_rate / pipeline_rate:5.1f} x")
+    print(
+        f"  pipeline.predict_proba(DataFrame(records)) {via_frame_rate:,.0f} rows/s "
+        f"(records -> frame -> pipeline); score_records is {records_rate / via_frame_rate:.1f} x"
+    )
+    print(
+        f"  max |score - pipeline|   frame {np.max(np.abs(from_frame - expected)):.2e}, "
+        f"records {np.max(np.abs(from_records - expected)):.2e}"
+    )
 
 
 if __name__ == "__main__":

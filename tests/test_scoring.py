@@ -18,14 +18,26 @@ from bankmarketing.training.candidates import CANDIDATES
 from bankmarketing.training.train import TrainOptions, calibrated, xy
 
 PARAMS = {
-    "xgboost": {"n_estimators": 60, "learning_rate": 0.1, "max_depth": 4, "subsample": 0.8,
-                "colsample_bytree": 0.8, "scale_pos_weight": 1.0},
+    "xgboost": {
+        "n_estimators": 60,
+        "learning_rate": 0.1,
+        "max_depth": 4,
+        "subsample": 0.8,
+        "colsample_bytree": 0.8,
+        "scale_pos_weight": 1.0,
+    },
     "logistic_regression": {"C": 0.5, "class_weight": None},
-    "random_forest": {"n_estimators": 20, "max_depth": 6, "min_samples_leaf": 5,
-                      "max_features": "sqrt", "class_weight": None},
+    "random_forest": {
+        "n_estimators": 20,
+        "max_depth": 6,
+        "min_samples_leaf": 5,
+        "max_features": "sqrt",
+        "class_weight": None,
+    },
 }
-FAST = [(name, method, None) for name in ("xgboost", "logistic_regression")
-        for method in ("isotonic", "sigmoid")]
+FAST = [
+    (name, method, None) for name in ("xgboost", "logistic_regression") for method in ("isotonic", "sigmoid")
+]
 FAST += [("xgboost", "isotonic", True), ("logistic_regression", "sigmoid", False)]  # rescaled
 
 
@@ -62,8 +74,7 @@ def records(frame) -> list[dict]:
 
 
 @pytest.mark.parametrize(("name", "method", "scale"), FAST)
-def test_fast_path_equals_the_pipeline_on_every_row(pipelines, frame, records, name, method,
-                                                    scale):
+def test_fast_path_equals_the_pipeline_on_every_row(pipelines, frame, records, name, method, scale):
     pipeline = pipelines(name, method, scale)
     scorer = Scorer.from_pipeline(pipeline)
     assert (scorer.fast, scorer.kind, scorer.fallback_reason) == (True, name, None)
@@ -91,8 +102,10 @@ def test_other_models_fall_back_to_exactly_the_pipeline(pipelines, frame, record
 def test_unknown_categories_extra_keys_and_key_order(pipelines, records, name):
     pipeline = pipelines(name)
     scorer = Scorer.from_pipeline(pipeline)
-    changed = [dict(reversed(list(r.items())), request_id=f"r{i}", duration=999, y="yes")
-               for i, r in enumerate(records[:500])]
+    changed = [
+        dict(reversed(list(r.items())), request_id=f"r{i}", duration=999, y="yes")
+        for i, r in enumerate(records[:500])
+    ]
     for record in changed[::3]:
         record["job"], record["poutcome"] = "astronaut", "postponed"  # unseen: all-zero one-hot
     expected = pipeline.predict_proba(pd.DataFrame(changed))[:, 1]
@@ -128,8 +141,7 @@ def test_explanations_add_up_to_the_margin(pipelines, records, name):
     X = pipeline.named_steps["features"].transform(pd.DataFrame(sample))
     if name == "xgboost":
         expected_margin = estimator.predict(X, output_margin=True)
-        model_bias = estimator.get_booster().predict(
-            xgboost.DMatrix(X), pred_contribs=True)[:, -1]
+        model_bias = estimator.get_booster().predict(xgboost.DMatrix(X), pred_contribs=True)[:, -1]
     else:
         expected_margin, model_bias = estimator.decision_function(X), estimator.intercept_[0]
     assert np.max(np.abs(margin - expected_margin)) <= 1e-6
@@ -146,8 +158,7 @@ def test_logistic_regression_contributions_are_coefficient_times_value(pipelines
     assert explanation["age"] == pytest.approx(share["age"])
     assert explanation["job"] == pytest.approx(sum(v for k, v in share.items() if k[:4] == "job_"))
     assert explanation["pdays"] == pytest.approx(share["pdays"] + share["contacted_before"])
-    assert explanation["day_of_week"] == pytest.approx(
-        share["day_of_week"] + share["day_of_year"] / 2)
+    assert explanation["day_of_week"] == pytest.approx(share["day_of_week"] + share["day_of_year"] / 2)
 
 
 def test_fallback_kinds_cannot_explain(pipelines, records):

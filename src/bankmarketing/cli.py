@@ -49,6 +49,7 @@ def mlflow_server_command(settings: Settings, host: str, port: int) -> list[str]
 def _stages():
     from bankmarketing.data.prepare import PrepareOptions, prepare
     from bankmarketing.deployment import DeployOptions, RollbackOptions, deploy, rollback
+    from bankmarketing.serving.build_context import PredictorBuildOptions, build_predictor
     from bankmarketing.training.train import TrainOptions, train
 
     return {
@@ -56,6 +57,7 @@ def _stages():
         "train": (TrainOptions, train),
         "deploy": (DeployOptions, deploy),
         "rollback": (RollbackOptions, rollback),
+        "build-predictor": (PredictorBuildOptions, build_predictor),
     }
 
 

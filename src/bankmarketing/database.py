@@ -27,7 +27,8 @@ deployment_audit = sa.Table(
 
 
 prediction_log = sa.Table(
-    "prediction_log", metadata,
+    "prediction_log",
+    metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
     sa.Column("request_id", sa.String(64), nullable=False, index=True),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False, index=True),

@@ -39,6 +39,8 @@ class DeployOptions(StageOptions):
     margin: float = Field(0.0, ge=0, description="how much better on test than production")
     staging_count: int = Field(3, ge=1, le=10)
     triggered_by: str | None = Field(None, description="who or what started the deploy")
+    predictor_dir: str = Field("build/predictor", description="where the predictor build context goes")
+    build_image: bool = Field(True, description="run docker build when an engine is present")
 
 
 class RollbackOptions(StageOptions):

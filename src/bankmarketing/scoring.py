@@ -63,12 +63,17 @@ def _require(condition: bool, reason: str) -> None:
 
 def _scaling(step: Any, width: int) -> tuple[np.ndarray, np.ndarray]:
     """(means, scales) of a fitted StandardScaler; zeros and ones (exact no-ops) if unscaled."""
-    if step is None or (isinstance(step, str) and step == "passthrough") or (
-            isinstance(step, FunctionTransformer) and step.func is None):
+    if (
+        step is None
+        or (isinstance(step, str) and step == "passthrough")
+        or (isinstance(step, FunctionTransformer) and step.func is None)
+    ):
         return np.zeros(width), np.ones(width)
     _require(type(step) is StandardScaler and step.n_features_in_ == width, f"step {step!r}")
-    return (step.mean_ if step.with_mean else np.zeros(width),
-            step.scale_ if step.with_std else np.ones(width))
+    return (
+        step.mean_ if step.with_mean else np.zeros(width),
+        step.scale_ if step.with_std else np.ones(width),
+    )
 
 
 @dataclass(frozen=True)
@@ -86,18 +91,27 @@ class Layout:
 
     @classmethod
     def compile(cls, features: Any) -> Layout:
-        _require(isinstance(features, ColumnTransformer) and not features.sparse_output_
-                 and not features.verbose_feature_names_out, "not the features ColumnTransformer")
+        _require(
+            isinstance(features, ColumnTransformer)
+            and not features.sparse_output_
+            and not features.verbose_feature_names_out,
+            "not the features ColumnTransformer",
+        )
         onehot, dense, dense_columns, scaling, sources, names = [], [], [], [], [], []
         for name, transformer, columns in features.transformers_:
             if (isinstance(transformer, str) and transformer == "drop") or len(columns) == 0:
                 continue
             _require(all(isinstance(c, str) for c in columns), f"{name}: columns by position")
             if isinstance(transformer, OneHotEncoder):
-                _require(transformer.handle_unknown == "ignore" and transformer.drop_idx_ is None
-                         and transformer.max_categories is None
-                         and transformer.min_frequency is None and not transformer.sparse_output
-                         and transformer.feature_name_combiner == "concat", f"{name}: encoder")
+                _require(
+                    transformer.handle_unknown == "ignore"
+                    and transformer.drop_idx_ is None
+                    and transformer.max_categories is None
+                    and transformer.min_frequency is None
+                    and not transformer.sparse_output
+                    and transformer.feature_name_combiner == "concat",
+                    f"{name}: encoder",
+                )
                 for field, categories in zip(columns, transformer.categories_, strict=True):
                     onehot.append((field, {c: len(sources) + j for j, c in enumerate(categories)}))
                     sources += [(field,)] * len(categories)
@@ -105,8 +119,13 @@ class Layout:
                 continue
             if isinstance(transformer, Pipeline):
                 derive, rest = transformer.steps[0][1], transformer.steps[1:]
-                _require(isinstance(derive, FunctionTransformer) and derive.func is add_engineered
-                         and not derive.kw_args and len(rest) <= 1, f"{name}: unknown steps")
+                _require(
+                    isinstance(derive, FunctionTransformer)
+                    and derive.func is add_engineered
+                    and not derive.kw_args
+                    and len(rest) <= 1,
+                    f"{name}: unknown steps",
+                )
                 block = [str(d) for d in derive.get_feature_names_out()]
                 _require(set(block) <= set(ENGINEERED), f"{name}: unknown {block}")
                 dense += [(d, ENGINEERED[d][1]) for d in block]
@@ -125,18 +144,31 @@ class Layout:
         for column, derived_from in enumerate(sources):
             for field in derived_from:  # derived columns: split evenly between their fields
                 attribution[column, fields.index(field)] = 1.0 / len(derived_from)
-        means, scales = ([np.concatenate(s) for s in zip(*scaling, strict=True)] if scaling
-                         else [np.zeros(0), np.ones(0)])
-        return cls(len(sources), tuple(onehot), tuple(dense), np.array(dense_columns, np.intp),
-                   means, scales, fields, attribution)
+        means, scales = (
+            [np.concatenate(s) for s in zip(*scaling, strict=True)] if scaling else [np.zeros(0), np.ones(0)]
+        )
+        return cls(
+            len(sources),
+            tuple(onehot),
+            tuple(dense),
+            np.array(dense_columns, np.intp),
+            means,
+            scales,
+            fields,
+            attribution,
+        )
 
     def matrix(self, columns: Columns, rows: int) -> np.ndarray:
         """The float64 model matrix, exactly as the fitted ColumnTransformer builds it."""
         X = np.zeros((rows, self.width))
         if self.onehot:
-            index = np.fromiter(chain.from_iterable(
-                map(codes.get, columns[field], repeat(-1)) for field, codes in self.onehot
-            ), np.intp, rows * len(self.onehot)).reshape(len(self.onehot), rows)
+            index = np.fromiter(
+                chain.from_iterable(
+                    map(codes.get, columns[field], repeat(-1)) for field, codes in self.onehot
+                ),
+                np.intp,
+                rows * len(self.onehot),
+            ).reshape(len(self.onehot), rows)
             known = index >= 0  # unknown categories stay all zero (handle_unknown="ignore")
             X[np.nonzero(known)[1], index[known]] = 1.0
         if self.dense:
@@ -157,8 +189,12 @@ class Classifier:
 
     @classmethod
     def compile(cls, model: Any) -> Classifier:
-        _require(isinstance(model, CalibratedClassifierCV) and len(model.classes_) == 2
-                 and len(model.calibrated_classifiers_) == 1, "not one calibrated binary model")
+        _require(
+            isinstance(model, CalibratedClassifierCV)
+            and len(model.classes_) == 2
+            and len(model.calibrated_classifiers_) == 1,
+            "not one calibrated binary model",
+        )
         calibrated = model.calibrated_classifiers_[0]
         _require(calibrated.method in ("isotonic", "sigmoid"), f"calibration {calibrated.method}")
         estimator, calibrate = calibrated.estimator, _calibration(calibrated.calibrators[0])
@@ -193,15 +229,21 @@ def _calibration(calibrator: Any) -> Callable[[np.ndarray], np.ndarray]:
 
 def _xgboost(model: xgboost.XGBClassifier) -> tuple[Callable, ...]:
     # Without decision_function, calibration was fitted on predict_proba[:, 1].
-    _require(not hasattr(model, "decision_function") and model.objective == "binary:logistic"
-             and model.n_classes_ == 2 and model.booster != "gblinear", "xgboost setup")
+    _require(
+        not hasattr(model, "decision_function")
+        and model.objective == "binary:logistic"
+        and model.n_classes_ == 2
+        and model.booster != "gblinear",
+        "xgboost setup",
+    )
     booster = model.get_booster()
     best = getattr(model, "best_iteration", None)  # the trees XGBClassifier.predict uses
     trees = (0, 0) if best is None else (0, best + 1)
 
     def predict(X: np.ndarray, predict_type: str) -> np.ndarray:
-        return booster.inplace_predict(X, iteration_range=trees, predict_type=predict_type,
-                                       missing=model.missing)
+        return booster.inplace_predict(
+            X, iteration_range=trees, predict_type=predict_type, missing=model.missing
+        )
 
     def contributions(X: np.ndarray) -> np.ndarray:
         matrix = xgboost.DMatrix(X, missing=model.missing)
@@ -226,8 +268,7 @@ def _logistic_regression(model: LogisticRegression) -> tuple[Callable, ...]:
 def _synthetic_columns(layout: Layout, rows: int) -> dict[str, list]:
     """Every category (plus an unseen one where nothing derives from it), edge numbers."""
     rng = np.random.default_rng(0)
-    derived_from = {f for name, _ in layout.dense if name in ENGINEERED
-                    for f in ENGINEERED[name][0]}
+    derived_from = {f for name, _ in layout.dense if name in ENGINEERED for f in ENGINEERED[name][0]}
     columns = {}
     for field, codes in layout.onehot:
         values = list(codes) + ([] if field in derived_from else ["<unseen>"])
@@ -236,16 +277,22 @@ def _synthetic_columns(layout: Layout, rows: int) -> dict[str, list]:
         low, high = RANGES.get(field, (0, 100))
         low = -1000 if low is None else low
         typical = max(low, 0), min(max(low, 0) + 1000, 10**6 if high is None else high)
-        columns[field] = [low if i % 3 == 0 else int(rng.integers(typical[0], typical[1] + 1))
-                          for i in range(rows)]
+        columns[field] = [
+            low if i % 3 == 0 else int(rng.integers(typical[0], typical[1] + 1)) for i in range(rows)
+        ]
     return columns
 
 
 class Scorer:
     """Scores raw customer records with a saved pipeline; fast path where the model allows."""
 
-    def __init__(self, pipeline: Any, layout: Layout | None = None,
-                 classifier: Classifier | None = None, fallback_reason: str | None = None):
+    def __init__(
+        self,
+        pipeline: Any,
+        layout: Layout | None = None,
+        classifier: Classifier | None = None,
+        fallback_reason: str | None = None,
+    ):
         self.pipeline, self.layout, self.classifier = pipeline, layout, classifier
         self.fallback_reason = fallback_reason
 
@@ -254,8 +301,9 @@ class Scorer:
         """Compile the fast path when supported and verified, else fall back to the pipeline."""
         try:
             _require(isinstance(pipeline, Pipeline) and len(pipeline.steps) == 2, "not 2 steps")
-            scorer = cls(pipeline, Layout.compile(pipeline.steps[0][1]),
-                         Classifier.compile(pipeline.steps[1][1]))
+            scorer = cls(
+                pipeline, Layout.compile(pipeline.steps[0][1]), Classifier.compile(pipeline.steps[1][1])
+            )
             columns = _synthetic_columns(scorer.layout, VERIFY_ROWS)
             with warnings.catch_warnings():  # the unseen categories are deliberate
                 warnings.simplefilter("ignore", UserWarning)
@@ -265,8 +313,12 @@ class Scorer:
             return scorer
         except Exception as exc:  # unsupported, or a structure misread: never guess scores
             expected_kind = isinstance(exc, Unsupported)
-            log.log(logging.INFO if expected_kind else logging.WARNING,
-                    "scoring falls back to the pipeline: %r", exc, exc_info=not expected_kind)
+            log.log(
+                logging.INFO if expected_kind else logging.WARNING,
+                "scoring falls back to the pipeline: %r",
+                exc,
+                exc_info=not expected_kind,
+            )
             return cls(pipeline, fallback_reason=str(exc) if expected_kind else repr(exc))
 
     @property
@@ -310,14 +362,17 @@ class Scorer:
             return []
         raw = np.asarray(self.classifier.contributions(X), np.float64) @ self.layout.attribution
         bias = np.asarray(self.classifier.margin(X), np.float64) - raw.sum(axis=1)
-        return [dict(zip(self.layout.fields, map(float, row), strict=True)) | {"bias": float(b)}
-                for row, b in zip(raw, bias, strict=True)]
+        return [
+            dict(zip(self.layout.fields, map(float, row), strict=True)) | {"bias": float(b)}
+            for row, b in zip(raw, bias, strict=True)
+        ]
 
     def _explainable_matrix(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
         if not self.fast:
             raise ExplanationUnavailable(
                 f"per-feature contributions are not available for model kind {self.kind!r} "
-                f"({self.fallback_reason}); only xgboost and logistic_regression have them")
+                f"({self.fallback_reason}); only xgboost and logistic_regression have them"
+            )
         return self.layout.matrix(self._record_columns(records), len(records))
 
     def _record_columns(self, records: Sequence[Mapping[str, Any]]) -> dict[str, list]:

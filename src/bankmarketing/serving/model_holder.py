@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import threading
 import time
@@ -73,18 +74,20 @@ class ModelHolder:
             return True
 
     def _download(self, version: str) -> Path:
+        """The version's files in the cache; workers sharing the cache never see a partial copy."""
         target = self.cache_dir / version
         if not (target / "MLmodel").is_file():
-            staging = self.cache_dir / f".{version}.partial"
+            staging = self.cache_dir / f".{version}.partial-{os.getpid()}-{threading.get_ident()}"
             shutil.rmtree(staging, ignore_errors=True)
             staging.mkdir(parents=True)
             mlflow.artifacts.download_artifacts(
-                artifact_uri=f"models:/{self.name}/{version}",
-                dst_path=str(staging),
+                artifact_uri=f"models:/{self.name}/{version}", dst_path=str(staging),
                 tracking_uri=self.tracking_uri,
             )
-            shutil.rmtree(target, ignore_errors=True)
-            staging.rename(target)
+            try:
+                staging.rename(target)
+            except OSError:  # another worker got there first: keep its complete copy
+                shutil.rmtree(staging, ignore_errors=True)
         return target
 
     def _load(self, folder: Path, version: str, tags: dict, card: str, source: str = "registry"):
@@ -101,7 +104,9 @@ class ModelHolder:
         )
         if source == "registry":
             record = {"version": version, "tags": tags, "card": card}
-            (self.cache_dir / "current.json").write_text(json.dumps(record))
+            partial = self.cache_dir / f".current.json.{os.getpid()}"
+            partial.write_text(json.dumps(record))
+            partial.replace(self.cache_dir / "current.json")
         return loaded
 
     def _load_cached(self) -> LoadedModel | None:

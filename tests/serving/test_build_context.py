@@ -1,0 +1,78 @@
+"""The generated predictor context installs into a fresh environment and serves the same scores."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import mlflow.pyfunc
+import numpy as np
+import pytest
+import requests
+
+from bankmarketing.data.schema import FEATURES
+from bankmarketing.serving.build_context import PredictorBuildOptions, build_predictor
+from tests.serving.gunicorn_process import Gunicorn
+from tests.serving.test_app import customer
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.timeout(1200)
+def test_context_installs_fresh_and_serves_the_registry_scores(served, tmp_path):
+    settings, versions, test = served
+    summary = build_predictor(settings, PredictorBuildOptions(target=str(tmp_path / "ctx")))
+    context = tmp_path / "ctx"
+    assert summary["version"] == versions["production"]
+    assert "docker build -t" in summary["image_build"] or summary["image_build"].startswith("built")
+
+    dockerfile = (context / "Dockerfile").read_text()
+    for line in [
+        "FROM python:3.11-slim",
+        "USER predictor",
+        "HEALTHCHECK",
+        "bankmarketing.serving.gunicorn_conf",
+    ]:
+        assert line in dockerfile
+    requirements = (context / "requirements.txt").read_text().split()
+    assert requirements and all("==" in r for r in requirements)
+    assert not any(r.startswith("bankmarketing") for r in requirements)
+    wheels = list((context / "wheels").glob("bankmarketing-*.whl"))
+    assert len(wheels) == 1
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin/python"), "-m", "pip", "install", "--quiet"]
+    subprocess.run([*pip, "-r", str(context / "requirements.txt")], check=True, timeout=900)
+    subprocess.run([*pip, "--no-deps", str(wheels[0])], check=True, timeout=300)
+
+    cache = tmp_path / "model-cache"
+    shutil.copytree(context / "model-cache", cache)
+    server = Gunicorn(
+        venv / "bin",
+        context,
+        {
+            "MODEL_NAME": settings.model_name,
+            "MLFLOW_TRACKING_URI": "http://127.0.0.1:9",
+            "PREDICTOR_CACHE_DIR": str(cache),
+            "DATABASE_URL": f"sqlite:///{tmp_path}/platform.db",
+            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),
+            "PYTHONPATH": "",
+        },
+        tmp_path / "gunicorn.log",
+    )
+    try:
+        ready = server.wait_ready()
+        assert ready["source"] == "disk cache" and ready["model_version"] == versions["production"]
+        records = [customer(test, i) for i in range(300)]
+        scored = requests.post(f"{server.url}/predict/batch", json={"customers": records}, timeout=30)
+        assert scored.status_code == 200, scored.text
+        got = [p["probability"] for p in scored.json()["predictions"]]
+        reference = mlflow.pyfunc.load_model(f"models:/{settings.model_name}@production")
+        expected = np.asarray(reference.predict(test[list(FEATURES)].head(300)))[:, 1]
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
+        metrics = requests.get(f"{server.url}/metrics", timeout=5).text
+        assert 'predictor_requests_total{endpoint="/predict/batch",status="200"}' in metrics
+    finally:
+        server.stop()
