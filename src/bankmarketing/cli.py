@@ -22,7 +22,8 @@ def _add_option_flags(parser: argparse.ArgumentParser, model: type[BaseModel]) -
             f"--{name.replace('_', '-')}",
             dest=name,
             default=None,
-            help=f"{field.description or ''} (default: {field.default!r})".strip(),
+            help=f"{field.description or ''} "
+            + ("(required)" if field.is_required() else f"(default: {field.default!r})"),
         )
 
 
@@ -47,8 +48,10 @@ def mlflow_server_command(settings: Settings, host: str, port: int) -> list[str]
 
 
 def _stages():
+    from bankmarketing.batch import BatchOptions, CampaignOptions, campaign, score_file
     from bankmarketing.data.prepare import PrepareOptions, prepare
     from bankmarketing.deployment import DeployOptions, RollbackOptions, deploy, rollback
+    from bankmarketing.holdout import TestOptions, evaluate_split
     from bankmarketing.serving.build_context import PredictorBuildOptions, build_predictor
     from bankmarketing.training.train import TrainOptions, train
 
@@ -58,6 +61,9 @@ def _stages():
         "deploy": (DeployOptions, deploy),
         "rollback": (RollbackOptions, rollback),
         "build-predictor": (PredictorBuildOptions, build_predictor),
+        "test": (TestOptions, evaluate_split),
+        "score": (BatchOptions, score_file),
+        "campaign": (CampaignOptions, campaign),
     }
 
 

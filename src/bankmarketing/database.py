@@ -40,6 +40,37 @@ prediction_log = sa.Table(
 )
 
 
+METRIC_COLUMNS = (
+    "roc_auc",
+    "pr_auc",
+    "pr_auc_baseline",
+    "f1",
+    "precision",
+    "recall",
+    "brier",
+    "ece",
+    "lift_top_decile",
+    "accuracy",
+    "accuracy_majority_baseline",
+    "threshold",
+)
+
+model_evaluation = sa.Table(
+    "model_evaluation",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("model_name", sa.String(200), nullable=False),
+    sa.Column("model_version", sa.Integer, nullable=False),
+    sa.Column("split", sa.String(32), nullable=False),
+    sa.Column("data_version", sa.String(80), nullable=False),
+    sa.Column("rows", sa.Integer, nullable=False),
+    *(sa.Column(name, sa.Float, nullable=False) for name in METRIC_COLUMNS),
+    sa.Column("mlflow_run_id", sa.String(64), nullable=True),
+    sa.UniqueConstraint("model_name", "model_version", "split", "data_version", name="uq_model_evaluation"),
+)
+
+
 @lru_cache(maxsize=8)
 def engine_for(url: str) -> sa.Engine:
     """One engine per URL, with the platform tables created if missing."""

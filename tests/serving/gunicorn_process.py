@@ -35,7 +35,7 @@ class Gunicorn:
             start_new_session=True,
         )
 
-    def wait_ready(self, timeout_s: float = 120) -> dict:
+    def wait_ready(self, timeout_s: float = 300) -> dict:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

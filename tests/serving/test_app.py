@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 
 from bankmarketing.data.schema import FEATURES
 from bankmarketing.database import engine_for, prediction_log
-from tests.serving.conftest import ADMIN_TOKEN
+from tests.conftest import ADMIN_TOKEN
 
 pytestmark = pytest.mark.integration
 

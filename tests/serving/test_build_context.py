@@ -66,7 +66,7 @@ def test_context_installs_fresh_and_serves_the_registry_scores(served, tmp_path)
         ready = server.wait_ready()
         assert ready["source"] == "disk cache" and ready["model_version"] == versions["production"]
         records = [customer(test, i) for i in range(300)]
-        scored = requests.post(f"{server.url}/predict/batch", json={"customers": records}, timeout=30)
+        scored = requests.post(f"{server.url}/predict/batch", json={"customers": records}, timeout=120)
         assert scored.status_code == 200, scored.text
         got = [p["probability"] for p in scored.json()["predictions"]]
         reference = mlflow.pyfunc.load_model(f"models:/{settings.model_name}@production")

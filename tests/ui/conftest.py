@@ -10,11 +10,10 @@ from werkzeug.serving import make_server
 
 from bankmarketing.data.schema import FEATURES
 from tests.conftest import free_port
-from tests.serving.conftest import app_factory, served  # noqa: F401
 
 
 @pytest.fixture
-def predictor_url(app_factory, monkeypatch):  # noqa: F811
+def predictor_url(app_factory, monkeypatch):
     """The Flask predictor (max_batch=100) served on 127.0.0.1:<free port>; PREDICTOR_URL points at it."""
     app = app_factory()
     server = make_server("127.0.0.1", 0, app, threaded=True)

@@ -77,8 +77,8 @@ def _not_contacted_means_no_previous(df):
     return ~((df["pdays"] == -1) & (df["previous"] > 0))
 
 
-def build_schema() -> pa.DataFrameSchema:
-    """The pandera schema every row of the data must satisfy."""
+def build_schema(names: tuple[str, ...] = COLUMNS) -> pa.DataFrameSchema:
+    """The pandera schema of the data's rows (or of a subset of columns, e.g. FEATURES)."""
     columns = {
         name: pa.Column("int64", pa.Check.in_range(low, high), coerce=True, nullable=False)
         for name, (low, high) in RANGES.items()
@@ -88,7 +88,7 @@ def build_schema() -> pa.DataFrameSchema:
     }
     columns[TARGET] = pa.Column(str, pa.Check.isin(("no", "yes")), nullable=False)
     return pa.DataFrameSchema(
-        columns,
+        {name: column for name, column in columns.items() if name in names},
         checks=[
             pa.Check(_not_contacted_means_no_previous, element_wise=False, name="pdays=-1 implies previous=0")
         ],

@@ -81,7 +81,8 @@ class ModelHolder:
             shutil.rmtree(staging, ignore_errors=True)
             staging.mkdir(parents=True)
             mlflow.artifacts.download_artifacts(
-                artifact_uri=f"models:/{self.name}/{version}", dst_path=str(staging),
+                artifact_uri=f"models:/{self.name}/{version}",
+                dst_path=str(staging),
                 tracking_uri=self.tracking_uri,
             )
             try:

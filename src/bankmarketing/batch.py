@@ -1,0 +1,192 @@
+"""Batch scoring of customer files (CSV or Parquet) in chunks, with the production model."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+import mlflow.sklearn
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+import pyarrow as pa_arrow
+import pyarrow.parquet as pq
+from mlflow import MlflowClient
+from pydantic import Field
+
+from bankmarketing.config import Settings
+from bankmarketing.data import DataError
+from bankmarketing.data.schema import CATEGORIES, FEATURES, MISSING, build_schema
+from bankmarketing.options import StageOptions
+from bankmarketing.scoring import Scorer
+from bankmarketing.targeting import plan_campaign
+
+log = logging.getLogger(__name__)
+SCORE_COLUMNS = ("probability", "decision", "rank", "model_version")
+
+
+class BatchOptions(StageOptions):
+    """Parameters of batch scoring (`bankmarketing score`)."""
+
+    input: str = Field(..., description="customer file: .csv or .parquet with the 15 feature columns")
+    output: str = Field(..., description="scored file: .csv or .parquet")
+    alias: str = Field("production", description="registry alias of the model to score with")
+    chunk_rows: int = Field(200_000, ge=1_000, description="rows read and scored at a time")
+    engine: Literal["pandas"] = "pandas"
+
+
+def _chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
+    if path.suffix == ".parquet":
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
+            yield batch.to_pandas()
+    elif path.suffix == ".csv":
+        yield from pd.read_csv(
+            path,
+            chunksize=rows,
+            dtype={c: str for c in CATEGORIES},
+            keep_default_na=False,
+            na_values={c: [""] for c in FEATURES if c not in CATEGORIES},
+        )
+    else:
+        raise DataError(f"{path}: expected a .csv or .parquet file")
+
+
+def _checked(chunk: pd.DataFrame, first_line: int, schema: pa.DataFrameSchema, source: Path) -> pd.DataFrame:
+    """The chunk with typed feature columns; a DataError names the first bad line and rule."""
+    missing = [c for c in FEATURES if c not in chunk.columns]
+    if missing:
+        raise DataError(f"{source}: missing column(s) {', '.join(missing)}")
+    for column in CATEGORIES:
+        chunk[column] = chunk[column].replace("", MISSING)
+    try:
+        return schema.validate(chunk, lazy=True)
+    except pa.errors.SchemaErrors as errors:
+        case = errors.failure_cases.iloc[0]
+        where = f"row {int(case['index']) + first_line}" if pd.notna(case["index"]) else "column"
+        raise DataError(
+            f"{source}: {where}, column {case['column']!r}: {case['failure_case']!r} fails {case['check']}"
+            f" ({len(errors.failure_cases)} problems; nothing was written)"
+        ) from None
+
+
+class _Writer:
+    """Appends DataFrames to a CSV or Parquet file."""
+
+    def __init__(self, path: Path):
+        self.path, self.parquet, self.started = path, None, False
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if self.path.suffix == ".parquet":
+            table = pa_arrow.Table.from_pandas(frame, preserve_index=False)
+            if self.parquet is None:
+                self.parquet = pq.ParquetWriter(self.path, table.schema)
+            self.parquet.write_table(table)
+        else:
+            frame.to_csv(self.path, mode="a" if self.started else "w", header=not self.started, index=False)
+        self.started = True
+
+    def close(self) -> None:
+        if self.parquet is not None:
+            self.parquet.close()
+
+
+def score_file(settings: Settings, options: BatchOptions) -> dict:
+    """Score every customer in chunks: probability, decision, rank (1 = call first), version.
+
+    Memory holds one chunk plus one float per row; the output appears only when complete.
+    """
+    source, target = Path(options.input), Path(options.output)
+    if not source.is_file():
+        raise DataError(f"customer file not found: {source}")
+    if target.suffix not in (".csv", ".parquet"):
+        raise DataError(f"{target}: the output must end in .csv or .parquet")
+    started = time.monotonic()
+    client = MlflowClient(settings.tracking_uri)
+    version = client.get_model_version_by_alias(settings.model_name, options.alias)
+    scorer = Scorer.from_pipeline(
+        mlflow.sklearn.load_model(f"models:/{settings.model_name}/{version.version}")
+    )
+    threshold = float(version.tags["threshold"])
+    schema = build_schema(FEATURES)
+    scored = target.with_name(f".{target.name}.scored-{os.getpid()}.parquet")
+    partial = target.with_name(f".{target.name}.partial-{os.getpid()}{target.suffix}")
+    probabilities: list[np.ndarray] = []
+    try:
+        first_writer, line = _Writer(scored), 2
+        for chunk in _chunks(source, options.chunk_rows):
+            chunk = _checked(chunk.reset_index(drop=True), line, schema, source)
+            line += len(chunk)
+            probability = scorer.score_frame(chunk)
+            probabilities.append(probability)
+            first_writer.write(chunk.assign(probability=probability))
+        first_writer.close()
+        if not probabilities:
+            raise DataError(f"{source} has no customer rows")
+        everything = np.concatenate(probabilities)
+        rank = np.empty(len(everything), dtype=np.int64)
+        rank[np.argsort(-everything, kind="stable")] = np.arange(1, len(everything) + 1)
+        writer, offset = _Writer(partial), 0
+        for batch in pq.ParquetFile(scored).iter_batches(batch_size=options.chunk_rows):
+            frame = batch.to_pandas()
+            frame["decision"] = np.where(frame["probability"] >= threshold, "call", "skip")
+            frame["rank"] = rank[offset : offset + len(frame)]
+            frame["model_version"] = version.version
+            offset += len(frame)
+            writer.write(frame)
+        writer.close()
+        partial.replace(target)
+    finally:
+        scored.unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
+    seconds = time.monotonic() - started
+    return {
+        "input": str(source),
+        "output": str(target),
+        "rows": int(len(everything)),
+        "model_name": settings.model_name,
+        "model_version": version.version,
+        "threshold": threshold,
+        "calls": int((everything >= threshold).sum()),
+        "seconds": round(seconds, 2),
+        "rows_per_second": round(len(everything) / seconds),
+        "fast_path": scorer.fast,
+    }
+
+
+class CampaignOptions(StageOptions):
+    """Parameters of `bankmarketing campaign`: a call list from a scored file and a budget."""
+
+    input: str = Field(..., description="a scored file from `bankmarketing score` (.csv or .parquet)")
+    output: str = Field(..., description="the ranked call list (.csv or .parquet)")
+    max_calls: int | None = Field(None, ge=0, description="budget as a number of calls")
+    budget: float | None = Field(None, ge=0, description="budget as money (with cost_per_call)")
+    cost_per_call: float = Field(5.0, ge=0)
+    value_per_subscription: float = Field(50.0, ge=0)
+    stop_when_unprofitable: bool = Field(True, description="never call where p·value < cost")
+
+
+def campaign(settings: Settings, options: CampaignOptions) -> dict:
+    """The ranked call list within the budget, with expected subscriptions, profit and lift."""
+    source, target = Path(options.input), Path(options.output)
+    if not source.is_file():
+        raise DataError(f"scored file not found: {source}")
+    scored = pd.read_parquet(source) if source.suffix == ".parquet" else pd.read_csv(source)
+    try:
+        plan = plan_campaign(
+            scored,
+            max_calls=options.max_calls,
+            budget=options.budget,
+            cost_per_call=options.cost_per_call,
+            value_per_subscription=options.value_per_subscription,
+            stop_when_unprofitable=options.stop_when_unprofitable,
+        )
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+    writer = _Writer(target)
+    writer.write(plan.call_list)
+    writer.close()
+    return {"output": str(target), **plan.summary}

@@ -1,0 +1,97 @@
+"""Batch scoring of customer files and the campaign call list, with the production model."""
+
+from __future__ import annotations
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+import pytest
+
+from bankmarketing.batch import BatchOptions, CampaignOptions, campaign, score_file
+from bankmarketing.data import DataError
+from bankmarketing.data.schema import FEATURES
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def production_scores(served, data_csv):
+    settings = served[0]
+    frame = pd.read_csv(data_csv, keep_default_na=False)
+    frame[list(FEATURES)] = frame[list(FEATURES)].replace("", "unknown")
+    model = mlflow.pyfunc.load_model(f"models:/{settings.model_name}@production")
+    return frame, np.asarray(model.predict(frame[list(FEATURES)]))[:, 1]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_whole_file_in_chunks_equals_the_registered_model(
+    served,
+    data_csv,
+    production_scores,
+    tmp_path,
+    suffix,
+):
+    settings, versions, _ = served
+    frame, expected = production_scores
+    source = tmp_path / f"customers{suffix}"
+    if suffix == ".csv":
+        source.write_bytes(data_csv.read_bytes())
+    else:
+        frame.to_parquet(source, index=False)
+    target = tmp_path / f"scored{suffix}"
+    summary = score_file(settings, BatchOptions(input=str(source), output=str(target), chunk_rows=10_000))
+    assert summary["rows"] == len(frame) == 45_211 and summary["model_version"] == versions["production"]
+    scored = pd.read_csv(target) if suffix == ".csv" else pd.read_parquet(target)
+    assert len(scored) == len(frame)
+    assert {"duration", "y", "probability", "decision", "rank", "model_version"} <= set(scored.columns)
+    np.testing.assert_allclose(scored["probability"], expected, rtol=0, atol=1e-9)
+    assert sorted(scored["rank"]) == list(range(1, len(scored) + 1))
+    by_rank = scored.sort_values("rank")["probability"].to_numpy()
+    assert np.all(np.diff(by_rank) <= 0)
+    threshold = summary["threshold"]
+    assert ((scored["probability"] >= threshold) == (scored["decision"] == "call")).all()
+    assert set(scored["model_version"].astype(str)) == {versions["production"]}
+
+
+def test_bad_rows_stop_with_the_line_and_keep_the_old_output(served, data_csv, tmp_path):
+    settings = served[0]
+    lines = data_csv.read_text().splitlines()[:2001]
+    lines[1500] = lines[1500].replace(",", ",x", 1)  # job 'xtechnician' on file line 1501
+    source = tmp_path / "bad.csv"
+    source.write_text("\n".join(lines) + "\n")
+    target = tmp_path / "scored.csv"
+    target.write_text("previous result\n")
+    with pytest.raises(DataError, match=r"row 1501, column 'job': 'x.*' fails isin"):
+        score_file(settings, BatchOptions(input=str(source), output=str(target), chunk_rows=1000))
+    assert target.read_text() == "previous result\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv", "scored.csv"]  # no partial files
+
+
+def test_missing_column_and_unknown_format(served, data_csv, tmp_path):
+    settings = served[0]
+    source = tmp_path / "partial.csv"
+    pd.read_csv(data_csv, nrows=50).drop(columns=["poutcome"]).to_csv(source, index=False)
+    with pytest.raises(DataError, match=r"missing column\(s\) poutcome"):
+        score_file(settings, BatchOptions(input=str(source), output=str(tmp_path / "o.csv")))
+    with pytest.raises(DataError, match="must end in .csv or .parquet"):
+        score_file(settings, BatchOptions(input=str(source), output=str(tmp_path / "o.xlsx")))
+
+
+def test_campaign_call_list_within_budget(served, data_csv, tmp_path):
+    settings = served[0]
+    scored = tmp_path / "scored.parquet"
+    score_file(settings, BatchOptions(input=str(data_csv), output=str(scored)))
+    summary = campaign(
+        settings,
+        CampaignOptions(
+            input=str(scored),
+            output=str(tmp_path / "calls.csv"),
+            max_calls=500,
+            cost_per_call=5,
+            value_per_subscription=50,
+        ),
+    )
+    calls = pd.read_csv(tmp_path / "calls.csv")
+    assert summary["calls"] == len(calls) <= 500
+    assert calls["probability"].is_monotonic_decreasing
+    assert summary["lift"] > 2 and summary["expected_profit"] > summary["random_expected_profit"]
