@@ -19,7 +19,7 @@ include .env
 export
 endif
 
-.PHONY: help setup mlflow mlflow-stop prepare train deploy rollback serve ui build-predictor demo mage-ui test test-fast lint bench clean
+.PHONY: help setup mlflow mlflow-stop prepare train deploy test-model rollback serve ui build-predictor demo mage-ui test test-fast lint bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -58,6 +58,9 @@ train: setup mlflow ## run the Mage `train` pipeline (VARS='{"trials": 5}' to ov
 deploy: setup mlflow ## run the Mage `deploy` pipeline: stage, gate, promote (VARS='{"margin": 0.01}')
 	$(MAGE)/mage run mlops deploy $(if $(VARS),--runtime-vars '$(VARS)')
 
+test-model: setup mlflow ## run the Mage `test` pipeline: production model on the test split (VARS='{"split": "jun"}')
+	$(MAGE)/mage run mlops test $(if $(VARS),--runtime-vars '$(VARS)')
+
 rollback: setup mlflow ## move the `production` alias back to `previous` (audited)
 	$(APP)/bankmarketing rollback
 
@@ -71,11 +74,14 @@ ui: setup ## run the Streamlit tester on http://127.0.0.1:8501 (calls the predic
 build-predictor: setup mlflow ## write (and build, if Docker runs) the predictor image context in build/predictor
 	$(APP)/bankmarketing build-predictor
 
-demo: setup mlflow ## prepare + train through Mage on the real data; print where to look
+demo: setup mlflow ## prepare, train, deploy (gate + predictor context) and test through Mage; print where to look
 	@start=$$(date +%s); \
 	$(MAGE)/mage run mlops prepare && \
 	$(MAGE)/mage run mlops train $(if $(VARS),--runtime-vars '$(VARS)') && \
 	echo "prepare + train took $$(( $$(date +%s) - start )) s" && \
+	$(MAGE)/mage run mlops deploy && \
+	$(MAGE)/mage run mlops test && \
+	echo "prepare + train + deploy + test took $$(( $$(date +%s) - start )) s" && \
 	$(APP)/python -m bankmarketing.services summary
 
 mage-ui: setup ## start the Mage UI and scheduler on http://127.0.0.1:6789

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from bankmarketing.registry import COMPLETE_TAG
@@ -61,9 +63,24 @@ def _assert_registered_candidates(project: MageProject) -> None:
     assert float(best.tags["val_pr_auc"]) > 2 * float(best.tags["val_pr_auc_baseline"])
 
 
-def test_prepare_then_train_registers_every_candidate(mage_project):
+def test_prepare_train_deploy_test_through_mage(mage_project, tmp_path):
     _prepare_and_train(mage_project)
     _assert_registered_candidates(mage_project)
+
+    predictor = tmp_path / "predictor"
+    deployed = mage_project.run("deploy", json.dumps({"predictor_dir": str(predictor)}))
+    assert deployed.returncode == 0, mage_project.output(deployed)[-3000:]
+    production = mage_project.client.get_model_version_by_alias(mage_project.model_name, "production")
+    assert production.tags["deploy_decision"] == "promote"
+    assert (predictor / "Dockerfile").is_file() and list((predictor / "wheels").glob("*.whl"))
+    assert "docker build -t" in mage_project.output(deployed)  # no engine here: it says how
+
+    tested = mage_project.run("test")
+    assert tested.returncode == 0, mage_project.output(tested)[-3000:]
+    assert f"v{production.version} on test" in mage_project.output(tested)
+    again = mage_project.run("deploy", json.dumps({"predictor_dir": str(predictor)}))
+    assert again.returncode == 0
+    assert "keep: version" in mage_project.output(again)  # same run, same best: nothing to promote
 
 
 def test_prepare_then_train_with_mlflow_on_postgres(tmp_path, data_csv, postgres_url):
