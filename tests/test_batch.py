@@ -95,3 +95,21 @@ def test_campaign_call_list_within_budget(served, data_csv, tmp_path):
     assert summary["calls"] == len(calls) <= 500
     assert calls["probability"].is_monotonic_decreasing
     assert summary["lift"] > 2 and summary["expected_profit"] > summary["random_expected_profit"]
+
+
+@pytest.mark.timeout(600)
+def test_spark_engine_gives_the_same_scores(served, tmp_path):
+    settings, versions, test = served
+    source = tmp_path / "customers.parquet"
+    test.assign(customer_id=range(len(test))).to_parquet(source, index=False)
+    score_file(settings, BatchOptions(input=str(source), output=str(tmp_path / "pandas.parquet")))
+    summary = score_file(
+        settings, BatchOptions(input=str(source), output=str(tmp_path / "spark.parquet"), engine="spark")
+    )
+    assert summary["engine"] == "spark" and summary["rows"] == len(test)
+    by_pandas = pd.read_parquet(tmp_path / "pandas.parquet").set_index("customer_id").sort_index()
+    by_spark = pd.read_parquet(tmp_path / "spark.parquet").set_index("customer_id").sort_index()
+    np.testing.assert_allclose(by_spark["probability"], by_pandas["probability"], rtol=0, atol=1e-9)
+    assert (by_spark["decision"] == by_pandas["decision"]).all()
+    assert sorted(by_spark["rank"]) == list(range(1, len(test) + 1))
+    assert set(by_spark["model_version"]) == {versions["production"]}
