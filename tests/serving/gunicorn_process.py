@@ -44,7 +44,7 @@ class Gunicorn:
                 response = requests.get(f"{self.url}/ready", timeout=2)
                 if response.status_code == 200:
                     return response.json()
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # workers still booting
                 pass
             time.sleep(0.3)
         raise TimeoutError(f"{self.url}/ready")
