@@ -42,19 +42,27 @@ def data_csv() -> Path:
     return path
 
 
+def settings_for(
+    root: Path, data_csv: Path, tracking_uri: str = "http://127.0.0.1:9", name: str | None = None
+) -> Settings:
+    """Settings writing under `root`, reading the real data; a unique model name by default."""
+    name = name or f"test-{uuid.uuid4().hex[:8]}"
+    return Settings(
+        data_path=data_csv,
+        data_dir=root / "data",
+        data_url="http://127.0.0.1:9/unreachable/data.csv",
+        tracking_uri=tracking_uri,
+        model_name=name,
+        experiment=name,
+        database_url=None,
+        mlflow_dir=root / "mlruns",
+    )
+
+
 @pytest.fixture
 def settings(tmp_path: Path, data_csv: Path) -> Settings:
     """Settings writing into a fresh folder, reading the real data."""
-    return Settings(
-        data_path=data_csv,
-        data_dir=tmp_path / "data",
-        data_url="http://127.0.0.1:9/unreachable/data.csv",
-        tracking_uri="http://127.0.0.1:9",
-        model_name="test-model",
-        experiment="test",
-        database_url=None,
-        mlflow_dir=tmp_path / "mlruns",
-    )
+    return settings_for(tmp_path, data_csv)
 
 
 def _wait(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
@@ -181,16 +189,7 @@ def served(tmp_path_factory, data_csv, mlflow_server):
     Returns settings, {"production": version, "other": version}, the test split.
     """
     root = tmp_path_factory.mktemp("served")
-    settings = Settings(
-        data_path=data_csv,
-        data_dir=root / "data",
-        data_url="http://unused",
-        tracking_uri=mlflow_server.uri,
-        model_name=f"served-{uuid.uuid4().hex[:6]}",
-        experiment=f"served-{uuid.uuid4().hex[:6]}",
-        database_url=None,
-        mlflow_dir=root / "mlruns",
-    )
+    settings = settings_for(root, data_csv, mlflow_server.uri, f"served-{uuid.uuid4().hex[:6]}")
     manifest = prepare(settings, PrepareOptions())
     trained = train(
         settings,

@@ -18,25 +18,15 @@ from bankmarketing.deployment import DeployOptions, RollbackOptions, audit_trail
 from bankmarketing.features import build_features
 from bankmarketing.registry import register_candidate
 from bankmarketing.training.train import TrainOptions, train, xy
+from tests.conftest import settings_for
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory, data_csv, mlflow_server):
-    from bankmarketing.config import Settings
-
     root = tmp_path_factory.mktemp("deploy")
-    settings = Settings(
-        data_path=data_csv,
-        data_dir=root / "data",
-        data_url="http://unused",
-        tracking_uri=mlflow_server.uri,
-        model_name=f"deploy-{uuid.uuid4().hex[:6]}",
-        experiment=f"deploy-{uuid.uuid4().hex[:6]}",
-        database_url=None,
-        mlflow_dir=root / "mlruns",
-    )
+    settings = settings_for(root, data_csv, mlflow_server.uri, f"deploy-{uuid.uuid4().hex[:6]}")
     manifest = prepare(settings, PrepareOptions())
     return settings, manifest
 

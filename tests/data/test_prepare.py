@@ -13,22 +13,12 @@ from bankmarketing.data.prepare import PrepareOptions, current_manifest, prepare
 from bankmarketing.data.schema import FEATURES, LEAKY_COLUMNS
 from bankmarketing.data.split import LATER_SEASONS, REFERENCE_MONTHS
 from bankmarketing.options import OptionsError, parse_options
+from tests.conftest import settings_for
 
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory, data_csv):
-    from bankmarketing.config import Settings
-
-    settings = Settings(
-        data_path=data_csv,
-        data_dir=tmp_path_factory.mktemp("data"),
-        data_url="http://unused",
-        tracking_uri="http://unused",
-        model_name="m",
-        experiment="e",
-        database_url=None,
-        mlflow_dir=tmp_path_factory.mktemp("mlruns"),
-    )
+    settings = settings_for(tmp_path_factory.mktemp("prepared"), data_csv)
     return settings, prepare(settings, PrepareOptions())
 
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from bankmarketing.config import Settings
 from bankmarketing.data.prepare import PrepareOptions, prepare, read_split
 from bankmarketing.training.candidates import CANDIDATES
 from bankmarketing.training.train import TrainOptions, calibrated, xy
+from tests.conftest import settings_for
 
 XGB_PARAMS = {
     "n_estimators": 300,
@@ -25,16 +25,7 @@ XGB_PARAMS = {
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, data_csv):
-    settings = Settings(
-        data_path=data_csv,
-        data_dir=tmp_path_factory.mktemp("data"),
-        data_url="http://unused",
-        tracking_uri="http://unused",
-        model_name="m",
-        experiment="e",
-        database_url=None,
-        mlflow_dir=tmp_path_factory.mktemp("mlruns"),
-    )
+    settings = settings_for(tmp_path_factory.mktemp("trained"), data_csv)
     manifest = prepare(settings, PrepareOptions())
     X, y = xy(read_split(manifest, "train"))
     model = calibrated(CANDIDATES["xgboost"], XGB_PARAMS, TrainOptions()).fit(X, y)
