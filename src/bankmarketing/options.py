@@ -72,3 +72,11 @@ def parse_options(model: type[Options], variables: dict[str, Any]) -> Options:
             for e in exc.errors()
         )
         raise OptionsError(f"invalid {model.__name__} variables: {problems}") from None
+
+
+def only_known(values: list[str], allowed, what: str) -> list[str]:
+    """`values` if each is in `allowed`, else a ValueError listing the unknown and the allowed."""
+    unknown = sorted(set(values) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown {what}(s) {unknown}; expected some of {list(allowed)}")
+    return values

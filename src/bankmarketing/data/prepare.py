@@ -17,7 +17,7 @@ from bankmarketing.data import DataError, loading, synthetic
 from bankmarketing.data.schema import MONTHS
 from bankmarketing.data.split import REFERENCE_MONTHS, season_scenario, split_train_validation_test
 from bankmarketing.data.validation import check_bad_share, validate
-from bankmarketing.options import StageOptions
+from bankmarketing.options import StageOptions, only_known
 
 log = logging.getLogger(__name__)
 CURRENT = "current.json"
@@ -40,10 +40,7 @@ class PrepareOptions(StageOptions):
     @field_validator("train_months")
     @classmethod
     def _known_months(cls, months: list[str]) -> list[str]:
-        unknown = sorted(set(months) - set(MONTHS))
-        if unknown:
-            raise ValueError(f"unknown month(s) {unknown}; expected some of {list(MONTHS)}")
-        return months
+        return only_known(months, MONTHS, "month")
 
 
 def content_hash(frame: pd.DataFrame) -> str:

@@ -23,7 +23,7 @@ from sklearn.pipeline import Pipeline
 from bankmarketing.config import Settings
 from bankmarketing.data.prepare import current_manifest, read_split
 from bankmarketing.data.schema import FEATURES, TARGET
-from bankmarketing.options import StageOptions
+from bankmarketing.options import StageOptions, only_known
 from bankmarketing.registry import register_candidate, require_tracking_server
 from bankmarketing.training import evaluation
 from bankmarketing.training.candidates import CANDIDATES, Candidate
@@ -51,10 +51,7 @@ class TrainOptions(StageOptions):
     @field_validator("candidates")
     @classmethod
     def _known_candidates(cls, names: list[str]) -> list[str]:
-        unknown = sorted(set(names) - set(CANDIDATES))
-        if unknown:
-            raise ValueError(f"unknown candidate(s) {unknown}; expected some of {list(CANDIDATES)}")
-        return names
+        return only_known(names, CANDIDATES, "candidate")
 
 
 def git_commit() -> str:
