@@ -6,7 +6,7 @@ file scorer's rows/s (reading, validating, scoring, ranking, writing), the ratio
 peak memory (max RSS) of the scoring process. Targets: ≥ 70 % of the anchor's rows/s,
 peak memory < 1.5 GB.
 
-    .venv/app/bin/python bench/batch.py            # --rows 10000000 --chunk-rows 200000
+    .venv/app/bin/python bench/batch.py            # --rows 10000000 --chunk-rows 100000
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def main() -> None:
     )
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("BANK_DATA_PATH", DEFAULT_DATA)))
     parser.add_argument("--rows", type=int, default=10_000_000)
-    parser.add_argument("--chunk-rows", type=int, default=200_000)
+    parser.add_argument("--chunk-rows", type=int, default=100_000)
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as folder:

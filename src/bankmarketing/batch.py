@@ -58,6 +58,14 @@ def _chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
         raise DataError(f"{path}: expected a .csv or .parquet file")
 
 
+def _fill_missing_categories(chunk: pd.DataFrame) -> None:
+    """Empty categorical fields (UCI's data.csv layout) are the category 'unknown'."""
+    for column in CATEGORIES:
+        empty = chunk[column] == ""
+        if empty.any():
+            chunk.loc[empty, column] = MISSING
+
+
 def _conforms(chunk: pd.DataFrame) -> bool:
     """A vectorised pass over the contract's rules; pandera runs only to explain a failure."""
     numeric = [c for c in FEATURES if c in RANGES]
@@ -73,8 +81,7 @@ def _checked(chunk: pd.DataFrame, first_line: int, schema: pa.DataFrameSchema, s
     missing = [c for c in FEATURES if c not in chunk.columns]
     if missing:
         raise DataError(f"{source}: missing column(s) {', '.join(missing)}")
-    for column in CATEGORIES:
-        chunk[column] = chunk[column].replace("", MISSING)
+    _fill_missing_categories(chunk)
     if _conforms(chunk):
         return chunk
     try:
@@ -146,8 +153,7 @@ def score_file(settings: Settings, options: BatchOptions) -> dict:
     try:
         writer, offset = _Writer(partial), 0
         for chunk in _chunks(source, options.chunk_rows):
-            for column in CATEGORIES:
-                chunk[column] = chunk[column].replace("", MISSING)
+            _fill_missing_categories(chunk)
             rows = slice(offset, offset + len(chunk))
             chunk["probability"] = everything[rows]
             chunk["decision"] = np.where(everything[rows] >= threshold, "call", "skip")
