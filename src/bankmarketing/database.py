@@ -79,5 +79,8 @@ def engine_for(url: str) -> sa.Engine:
 
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url, pool_pre_ping=True)
-    metadata.create_all(engine)
+    try:
+        metadata.create_all(engine)
+    except sa.exc.DatabaseError:  # another process (e.g. a gunicorn worker) created them first
+        metadata.create_all(engine)
     return engine

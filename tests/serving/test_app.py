@@ -121,6 +121,7 @@ def test_health_ready_model_metrics_openapi(client, served):
     text = client.get("/metrics").get_data(as_text=True)
     assert 'predictor_requests_total{endpoint="/predict",status="200"}' in text
     assert "predictor_request_seconds_bucket" in text
+    assert "predictor_prediction_log_dropped 0.0" in text
     assert f"predictor_model_version {float(versions['production'])}" in text
     document = client.get("/openapi.json").get_json()
     assert {"/predict", "/predict/batch", "/health", "/ready", "/model", "/metrics"} <= set(document["paths"])

@@ -6,6 +6,7 @@ gunicorn 'bankmarketing.serving.app:create_app()' -w 2 -b 0.0.0.0:9696
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import hmac
 import logging
 import os
@@ -81,6 +82,18 @@ class _Metrics:
         )
         self.version = Gauge(
             "predictor_model_version", "model version served", multiprocess_mode="max", registry=self.registry
+        )
+        self.log_written = Gauge(
+            "predictor_prediction_log_written",
+            "prediction rows written to the database",
+            multiprocess_mode="sum",
+            registry=self.registry,
+        )
+        self.log_dropped = Gauge(
+            "predictor_prediction_log_dropped",
+            "prediction rows dropped because the log queue was full",
+            multiprocess_mode="sum",
+            registry=self.registry,
         )
 
     def exposition(self) -> bytes:
@@ -170,6 +183,8 @@ def create_app(
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
         metrics.requests.labels(endpoint, str(response.status_code)).inc()
         metrics.latency.labels(endpoint).observe(time.perf_counter() - request.environ["bankmarketing.start"])
+        metrics.log_written.set(predictions.written)
+        metrics.log_dropped.set(predictions.dropped)
         return response
 
     @app.errorhandler(HTTPException)
@@ -278,6 +293,7 @@ def create_app(
     def prometheus():
         if holder.current is not None:
             metrics.version.set(int(holder.current.version))
+
         return Response(metrics.exposition(), mimetype="text/plain; version=0.0.4")
 
     @app.get("/openapi.json")
@@ -298,4 +314,5 @@ def create_app(
         return jsonify({"reloaded": changed, "model_version": holder.current.version})
 
     np.seterr(all="ignore")
+    gc.freeze()  # the loaded model and libraries leave the collector's generations: no long pauses
     return app
