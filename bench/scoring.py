@@ -31,21 +31,11 @@ from bankmarketing.data.loading import read_raw
 from bankmarketing.data.schema import FEATURES
 from bankmarketing.data.validation import validate
 from bankmarketing.scoring import Scorer
-from bankmarketing.training.candidates import CANDIDATES
+from bankmarketing.training.candidates import CANDIDATES, REFERENCE_XGBOOST_PARAMS
 from bankmarketing.training.train import TrainOptions, calibrated, xy
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared/data/bank-marketing/bank-marketing.csv"
-XGB_PARAMS = {
-    "n_estimators": 300,
-    "learning_rate": 0.05,
-    "max_depth": 4,
-    "min_child_weight": 5.0,
-    "subsample": 0.8,
-    "colsample_bytree": 0.8,
-    "reg_lambda": 1.0,
-    "scale_pos_weight": 1.0,
-}
 
 
 def median_ms(call: Callable[[int], object], calls: int) -> float:
@@ -89,9 +79,9 @@ def main() -> None:
         source = args.model_uri
     else:
         started = time.perf_counter()
-        pipeline = calibrated(CANDIDATES["xgboost"], XGB_PARAMS, TrainOptions()).fit(*xy(frame))
+        pipeline = calibrated(CANDIDATES["xgboost"], REFERENCE_XGBOOST_PARAMS, TrainOptions()).fit(*xy(frame))
         source = (
-            f"xgboost {XGB_PARAMS['n_estimators']} trees + isotonic, trained in "
+            f"xgboost {REFERENCE_XGBOOST_PARAMS['n_estimators']} trees + isotonic, trained in "
             f"{time.perf_counter() - started:.1f} s on {len(frame):,} rows"
         )
     started = time.perf_counter()

@@ -60,6 +60,8 @@ from pathlib import Path
 import numpy as np
 import requests
 
+from bankmarketing.training.candidates import REFERENCE_XGBOOST_PARAMS
+
 REPO = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -69,16 +71,6 @@ GUNICORN_CONF = "python:bankmarketing.serving.gunicorn_conf"
 MODEL_NAME = "bench-serving"
 BATCH_ROWS = 1_000
 #: The anchor's model: XGBoost with 300 trees (the same parameters as bench/scoring.py).
-XGB_PARAMS = {
-    "n_estimators": 300,
-    "learning_rate": 0.05,
-    "max_depth": 4,
-    "min_child_weight": 5.0,
-    "subsample": 0.8,
-    "colsample_bytree": 0.8,
-    "reg_lambda": 1.0,
-    "scale_pos_weight": 1.0,
-}
 ANCHOR_MLFLOW = {"rps": 281.0, "p50": 24.0, "p99": 126.0}
 ANCHOR_HELLO = {"rps": 5292.0, "p50": 1.4}
 TARGETS = {"vs_mlflow": 8.0, "vs_hello": 0.40, "batch_rows_s": 50_000.0, "half_rate_p99_ms": 10.0}
@@ -270,7 +262,7 @@ def mlflow_server(root: Path) -> tuple[Server, str]:
 
 
 def register_model(root: Path, data_path: Path, tracking_uri: str) -> tuple[list[dict], dict]:
-    """prepare -> train (XGBoost, XGB_PARAMS) -> deploy; returns test customers and a summary."""
+    """prepare -> train (the reference XGBoost) -> deploy; returns test customers and a summary."""
     from bankmarketing.config import Settings
     from bankmarketing.data.prepare import PrepareOptions, prepare, read_split
     from bankmarketing.data.schema import FEATURES
@@ -293,7 +285,7 @@ def register_model(root: Path, data_path: Path, tracking_uri: str) -> tuple[list
     # The train stage's own procedure (calibration, threshold, signature, registration) with
     # the search space pinned to one point: a fixed 300-tree XGBoost like the anchor's.
     searched = CANDIDATES["xgboost"]
-    CANDIDATES["xgboost"] = replace(searched, suggest=lambda trial, ratio: dict(XGB_PARAMS))
+    CANDIDATES["xgboost"] = replace(searched, suggest=lambda trial, ratio: dict(REFERENCE_XGBOOST_PARAMS))
     try:
         options = TrainOptions(
             candidates=["xgboost"], trials=1, timeout_s=30, cv_folds=2, importance_rows=300
@@ -693,7 +685,8 @@ def report(results: dict, setup: dict, args, elapsed_s: float) -> None:
     print()
     print(f"serving benchmark on {machine()}, load average {os.getloadavg()[0]:.1f} at the end")
     print(
-        f"model: {MODEL_NAME} v{setup['version']} (XGBoost {XGB_PARAMS['n_estimators']} trees + isotonic "
+        f"model: {MODEL_NAME} v{setup['version']} "
+        f"(XGBoost {REFERENCE_XGBOOST_PARAMS['n_estimators']} trees + isotonic "
         f"calibration, val PR-AUC {setup['val_pr_auc']:.3f}, test {setup['test_pr_auc']:.3f}), "
         f"prepared, trained and deployed in {setup['seconds']:.0f} s"
     )

@@ -7,20 +7,9 @@ import pytest
 from sklearn.metrics import average_precision_score
 
 from bankmarketing.data.prepare import PrepareOptions, prepare, read_split
-from bankmarketing.training.candidates import CANDIDATES
+from bankmarketing.training.candidates import CANDIDATES, REFERENCE_XGBOOST_PARAMS
 from bankmarketing.training.train import TrainOptions, calibrated, xy
 from tests.conftest import settings_for
-
-XGB_PARAMS = {
-    "n_estimators": 300,
-    "learning_rate": 0.05,
-    "max_depth": 4,
-    "min_child_weight": 5.0,
-    "subsample": 0.8,
-    "colsample_bytree": 0.8,
-    "reg_lambda": 1.0,
-    "scale_pos_weight": 1.0,
-}
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +17,7 @@ def trained(tmp_path_factory, data_csv):
     settings = settings_for(tmp_path_factory.mktemp("trained"), data_csv)
     manifest = prepare(settings, PrepareOptions())
     X, y = xy(read_split(manifest, "train"))
-    model = calibrated(CANDIDATES["xgboost"], XGB_PARAMS, TrainOptions()).fit(X, y)
+    model = calibrated(CANDIDATES["xgboost"], REFERENCE_XGBOOST_PARAMS, TrainOptions()).fit(X, y)
     return model, read_split(manifest, "test")
 
 

@@ -47,6 +47,20 @@ class StratifiedSubsampleClassifier(ClassifierMixin, BaseEstimator):
         return self.estimator_.predict(X)
 
 
+#: A fixed 300-tree XGBoost (the published anchor's size): tests and benchmarks train it
+#: without a search, so their figures do not depend on a search budget.
+REFERENCE_XGBOOST_PARAMS = {
+    "n_estimators": 300,
+    "learning_rate": 0.05,
+    "max_depth": 4,
+    "min_child_weight": 5.0,
+    "subsample": 0.8,
+    "colsample_bytree": 0.8,
+    "reg_lambda": 1.0,
+    "scale_pos_weight": 1.0,
+}
+
+
 @dataclass(frozen=True)
 class Candidate:
     name: str
