@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 
@@ -62,6 +63,9 @@ def test_swap_under_load_loses_no_request(served, tmp_path):
         registry.set_registered_model_alias(settings.model_name, "production", versions["production"])
         server.stop()
 
+    with sqlite3.connect(tmp_path / "platform.db") as database:
+        logged = database.execute("select count(*) from prediction_log").fetchone()[0]
+    assert logged == len(results)  # every answered prediction was logged, none lost at shutdown
     assert len(results) > 200
     assert {status for _, status, _ in results} == {200}
     before = [v for t, _, v in results if t < swapped_at]

@@ -5,6 +5,7 @@ gunicorn 'bankmarketing.serving.app:create_app()' -w 2 -b 0.0.0.0:9696
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import gc
 import hmac
@@ -126,6 +127,7 @@ def create_app(
         holder.follow(config.poll_s, stop)
         if config.log_predictions:
             predictions.start()
+            atexit.register(predictions.close)  # a stopping worker writes what it has queued
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
