@@ -113,3 +113,22 @@ def test_spark_engine_gives_the_same_scores(served, tmp_path):
     assert (by_spark["decision"] == by_pandas["decision"]).all()
     assert sorted(by_spark["rank"]) == list(range(1, len(test) + 1))
     assert set(by_spark["model_version"]) == {versions["production"]}
+
+
+def test_parquet_with_empty_categories_scores_them_as_unknown(served, data_csv, tmp_path):
+    settings = served[0]
+    raw = pd.read_csv(data_csv, keep_default_na=False, nrows=3000)  # data.csv layout: '' = unknown
+    assert (raw["poutcome"] == "").any()
+    raw.to_parquet(tmp_path / "raw.parquet", index=False)
+    raw.replace("", "unknown").to_parquet(tmp_path / "filled.parquet", index=False)
+    for name in ("raw", "filled"):
+        score_file(
+            settings,
+            BatchOptions(
+                input=str(tmp_path / f"{name}.parquet"), output=str(tmp_path / f"{name}-scored.parquet")
+            ),
+        )
+    raw_scored = pd.read_parquet(tmp_path / "raw-scored.parquet")
+    filled_scored = pd.read_parquet(tmp_path / "filled-scored.parquet")
+    assert not (raw_scored["poutcome"] == "").any()
+    pd.testing.assert_frame_equal(raw_scored, filled_scored)

@@ -42,9 +42,15 @@ class BatchOptions(StageOptions):
     )
 
 
-def _chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
+def _chunks(path: Path, rows: int, features_only: bool = False) -> Iterator[pd.DataFrame]:
+    """The file in frames of `rows`; Parquet can skip the columns the model does not read."""
     if path.suffix == ".parquet":
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
+        names = pq.ParquetFile(path).schema_arrow.names
+        missing = [c for c in FEATURES if c not in names]
+        if missing:
+            raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
+        columns = list(FEATURES) if features_only else None
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows, columns=columns):
             yield batch.to_pandas()
     elif path.suffix == ".csv":
         yield from pd.read_csv(
@@ -56,6 +62,51 @@ def _chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
         )
     else:
         raise DataError(f"{path}: expected a .csv or .parquet file")
+
+
+def _scored_frames(
+    path: Path, rows: int, scores: np.ndarray, rank: np.ndarray, threshold: float, version: str
+) -> Iterator[pd.DataFrame]:
+    """The input's chunks with probability, decision, rank and model version."""
+    offset = 0
+    for chunk in _chunks(path, rows):
+        _fill_missing_categories(chunk)
+        part = scores[offset : offset + len(chunk)]
+        chunk["probability"] = part
+        chunk["decision"] = np.where(part >= threshold, "call", "skip")
+        chunk["rank"] = rank[offset : offset + len(chunk)]
+        chunk["model_version"] = version
+        offset += len(chunk)
+        yield chunk
+
+
+def _scored_tables(
+    path: Path, rows: int, scores: np.ndarray, rank: np.ndarray, threshold: float, version: str
+) -> Iterator[pa_arrow.Table]:
+    """Parquet to Parquet without pandas: the input's batches with the four score columns."""
+    import pyarrow.compute as pc
+
+    offset = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
+        table = pa_arrow.Table.from_batches([batch])
+        for column in CATEGORIES:
+            values = table[column]
+            textual = pa_arrow.types.is_string(values.type) or pa_arrow.types.is_large_string(values.type)
+            if textual and pc.any(pc.equal(values, "")).as_py():
+                table = table.set_column(
+                    table.schema.get_field_index(column),
+                    column,
+                    pc.if_else(pc.equal(values, ""), MISSING, values),
+                )
+        part = scores[offset : offset + len(table)]
+        table = (
+            table.append_column("probability", pa_arrow.array(part))
+            .append_column("decision", pa_arrow.array(np.where(part >= threshold, "call", "skip")))
+            .append_column("rank", pa_arrow.array(rank[offset : offset + len(table)]))
+            .append_column("model_version", pa_arrow.array([version] * len(table)))
+        )
+        offset += len(table)
+        yield table
 
 
 def _fill_missing_categories(chunk: pd.DataFrame) -> None:
@@ -96,19 +147,23 @@ def _checked(chunk: pd.DataFrame, first_line: int, schema: pa.DataFrameSchema, s
 
 
 class _Writer:
-    """Appends DataFrames to a CSV or Parquet file."""
+    """Appends DataFrames (or Arrow tables, for Parquet) to a CSV or Parquet file."""
 
     def __init__(self, path: Path):
         self.path, self.parquet, self.started = path, None, False
 
-    def write(self, frame: pd.DataFrame) -> None:
+    def write(self, part: pd.DataFrame | pa_arrow.Table) -> None:
         if self.path.suffix == ".parquet":
-            table = pa_arrow.Table.from_pandas(frame, preserve_index=False)
+            table = (
+                part
+                if isinstance(part, pa_arrow.Table)
+                else pa_arrow.Table.from_pandas(part, preserve_index=False)
+            )
             if self.parquet is None:
                 self.parquet = pq.ParquetWriter(self.path, table.schema)
             self.parquet.write_table(table)
         else:
-            frame.to_csv(self.path, mode="a" if self.started else "w", header=not self.started, index=False)
+            part.to_csv(self.path, mode="a" if self.started else "w", header=not self.started, index=False)
         self.started = True
 
     def close(self) -> None:
@@ -140,7 +195,7 @@ def score_file(settings: Settings, options: BatchOptions) -> dict:
     # Pass 1 validates and scores; pass 2 reads the file again to write it with the ranks,
     # which need every score. Memory: one chunk plus two numbers per row.
     probabilities, line = [], 2
-    for chunk in _chunks(source, options.chunk_rows):
+    for chunk in _chunks(source, options.chunk_rows, features_only=True):
         chunk = _checked(chunk.reset_index(drop=True), line, schema, source)
         line += len(chunk)
         probabilities.append(scorer.score_frame(chunk))
@@ -151,16 +206,10 @@ def score_file(settings: Settings, options: BatchOptions) -> dict:
     rank = np.empty(len(everything), dtype=np.int64)
     rank[np.argsort(-everything, kind="stable")] = np.arange(1, len(everything) + 1)
     try:
-        writer, offset = _Writer(partial), 0
-        for chunk in _chunks(source, options.chunk_rows):
-            _fill_missing_categories(chunk)
-            rows = slice(offset, offset + len(chunk))
-            chunk["probability"] = everything[rows]
-            chunk["decision"] = np.where(everything[rows] >= threshold, "call", "skip")
-            chunk["rank"] = rank[rows]
-            chunk["model_version"] = version.version
-            offset += len(chunk)
-            writer.write(chunk)
+        writer = _Writer(partial)
+        scored = _scored_tables if source.suffix == target.suffix == ".parquet" else _scored_frames
+        for part in scored(source, options.chunk_rows, everything, rank, threshold, version.version):
+            writer.write(part)
         writer.close()
         partial.replace(target)
     finally:
