@@ -14,9 +14,8 @@ server at a time on this machine, against that same registered model:
 2. the predictor again with PREDICTOR_LOG_PREDICTIONS=false (comparison);
 3. the anchor: `mlflow models serve -m models:/<name>@production --env-manager local -w 2`,
    POST /invocations with {"dataframe_records": [customer]}, with keep-alive connections and
-   with a new connection per request (as the gunicorn servers work); the ratio takes the faster.
-   mlflow 3.2's scoring server cannot start with Starlette 1.x (it calls `FastAPI.route`); then
-   the same scoring app runs under the same uvicorn command with that method added back;
+   with a new connection per request (as the gunicorn servers work); the ratio takes the faster
+   (requirements.txt pins Starlette < 1: mlflow 3.2's scoring server calls `FastAPI.route`);
 4. the floor: bench/hello_app.py (POST / returns a small JSON) under the same gunicorn config.
 
 Max throughput and latency come from wrk (closed loop: --connections connections, one
@@ -209,38 +208,6 @@ def server_env(**extra: str) -> dict[str, str]:
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the Makefile and the images set it
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"  # mlflow models serve runs `uvicorn`
     return env | extra
-
-
-def mlflow_scoring_app():
-    """The app `mlflow models serve` runs (uvicorn factory), on a Starlette without `route`.
-
-    mlflow 3.2's scoring server registers its endpoints with `app.route(...)`, which
-    Starlette 1.x removed: there `mlflow models serve` starts uvicorn, whose workers die on
-    import. This adds `route` back (as `add_route`, what it always did) and imports the
-    unchanged scoring app, with the model path from the environment as mlflow passes it.
-    """
-    from fastapi import FastAPI
-
-    if not hasattr(FastAPI, "route"):
-
-        def route(self, path, methods=None, name=None, include_in_schema=True):
-            def register(endpoint):
-                self.router.add_route(path, endpoint, methods, name, include_in_schema)
-                return endpoint
-
-            return register
-
-        FastAPI.route = route
-    from mlflow.pyfunc.scoring_server.app import app
-
-    return app
-
-
-def mlflow_serve_works() -> bool:
-    """Whether mlflow's scoring server can start with the installed FastAPI/Starlette."""
-    from fastapi import FastAPI
-
-    return hasattr(FastAPI, "route")
 
 
 # --------------------------------------------------------------------------- model
@@ -590,29 +557,10 @@ def run(root: Path, uri: str, customers: list[dict], args) -> dict:
     # 3. the anchor: mlflow models serve on the same registered model.
     port = free_port()
     model_uri = f"models:/{MODEL_NAME}@production"
-    if mlflow_serve_works():
-        argv = [str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local"]
-        argv += ["-w", "2", "-p", str(port), "-h", "127.0.0.1"]
-        env = server_env(MLFLOW_TRACKING_URI=uri)
-        results["mlflow_how"] = "mlflow models serve --env-manager local -w 2"
-    else:
-        # What `mlflow models serve --env-manager local -w 2` runs once it has downloaded the
-        # model: uvicorn with 2 workers around mlflow's own scoring app, plus the shim.
-        import mlflow.artifacts
-        from mlflow.pyfunc.scoring_server import _SERVER_MODEL_PATH
-
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=model_uri, dst_path=str(root / "mlflow-serve-model"), tracking_uri=uri
-        )
-        argv = [str(BIN / "uvicorn"), "--host", "127.0.0.1", "--port", str(port), "--workers", "2"]
-        argv += ["--app-dir", str(BENCH), "--factory", "serving:mlflow_scoring_app"]
-        env = server_env(MLFLOW_TRACKING_URI=uri, MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT="60")
-        env[_SERVER_MODEL_PATH] = local
-        results["mlflow_how"] = (
-            "`mlflow models serve` cannot start here (mlflow 3.2 calls FastAPI.route, gone in Starlette "
-            "1.x), so its scoring app ran as it runs it (uvicorn -w 2) with a `route` shim"
-        )
-        log("mlflow models serve cannot start with this Starlette: running its scoring app with a shim")
+    argv = [str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local"]
+    argv += ["-w", "2", "-p", str(port), "-h", "127.0.0.1"]
+    env = server_env(MLFLOW_TRACKING_URI=uri)
+    results["mlflow_how"] = "mlflow models serve --env-manager local -w 2"
     with running(
         "mlflow scoring server",
         argv,

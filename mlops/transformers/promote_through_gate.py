@@ -2,7 +2,7 @@
 
 from bankmarketing.config import Settings
 from bankmarketing.deployment import DeployOptions, promote_best
-from bankmarketing.options import parse_options
+from bankmarketing.options import mage_run_label, parse_options
 
 if "transformer" not in globals():
     from mage_ai.data_preparation.decorators import transformer
@@ -10,10 +10,8 @@ if "transformer" not in globals():
 
 @transformer
 def promote_through_gate(staged, *args, **kwargs):
-    options = parse_options(DeployOptions, kwargs)
-    if options.triggered_by is None:
-        run = kwargs.get("pipeline_run_id") or kwargs.get("execution_date") or "cli"
-        options = options.model_copy(update={"triggered_by": f"mage:deploy:{run}"})
+    who = kwargs.get("triggered_by") or mage_run_label("deploy", kwargs)
+    options = parse_options(DeployOptions, kwargs | {"triggered_by": who})
     result = promote_best(Settings.from_env(), options, staged)
     print(f"{result['action']}: {result['reason']}")
     return result

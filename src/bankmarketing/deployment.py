@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import mlflow.sklearn
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from mlflow import MlflowClient
@@ -84,11 +85,16 @@ def mark_staging(client: MlflowClient, name: str, ranked: list[ModelVersion], co
         client.set_model_version_tag(name, version.version, "staging_rank", str(position))
 
 
-def evaluate_on_test(settings: Settings, version: ModelVersion, test: pd.DataFrame) -> dict[str, float]:
-    """Metrics of a registered version on a test split, at the version's own threshold."""
+def test_scores(version: ModelVersion, test: pd.DataFrame) -> np.ndarray:
+    """A registered version's probabilities for the rows of a test split."""
     model = mlflow.sklearn.load_model(f"models:/{version.name}/{version.version}")
-    X, y = xy(test)
-    return classification_metrics(y, model.predict_proba(X)[:, 1], float(version.tags["threshold"]))
+    return model.predict_proba(xy(test)[0])[:, 1]
+
+
+def evaluate_on_test(version: ModelVersion, test: pd.DataFrame, proba: np.ndarray | None = None) -> dict:
+    """Metrics of a registered version on a test split, at the version's own threshold."""
+    proba = test_scores(version, test) if proba is None else proba
+    return classification_metrics(xy(test)[1], proba, float(version.tags["threshold"]))
 
 
 def _record(settings: Settings, **row) -> None:
@@ -124,9 +130,10 @@ def promote_best(settings: Settings, options: DeployOptions, staged: list[str]) 
     name = settings.model_name
     best = client.get_model_version(name, staged[0])
     test = read_prepared_split(settings, best.tags["prepared_id"], "test")
-    candidate_metrics = evaluate_on_test(settings, best, test)
+    candidate_scores = test_scores(best, test)
+    candidate_metrics = evaluate_on_test(best, test, candidate_scores)
     current = _alias_version(client, name, PRODUCTION)
-    decision = _decide(best, current, candidate_metrics, settings, test, options)
+    decision = _decide(best, current, candidate_metrics, test, options)
     triggered_by = options.triggered_by or f"user:{getpass.getuser()}"
     _record(
         settings,
@@ -152,9 +159,7 @@ def promote_best(settings: Settings, options: DeployOptions, staged: list[str]) 
         if current:
             client.set_registered_model_alias(name, PREVIOUS, current.version)
         client.set_registered_model_alias(name, PRODUCTION, best.version)
-        card = model_card(
-            best, candidate_metrics, test, mlflow.sklearn.load_model(f"models:/{name}/{best.version}")
-        )
+        card = model_card(best, candidate_metrics, test, candidate_scores)
         client.log_text(best.run_id, card, "model_card.md")
         client.update_model_version(name, best.version, description=card)
     log.info("deploy %s: %s", decision.action, decision.reason)
@@ -168,7 +173,7 @@ def promote_best(settings: Settings, options: DeployOptions, staged: list[str]) 
     }
 
 
-def _decide(best, current, candidate_metrics, settings, test, options) -> Decision:
+def _decide(best, current, candidate_metrics, test, options) -> Decision:
     value = candidate_metrics[options.metric]
     if current is None:
         return Decision(
@@ -188,7 +193,7 @@ def _decide(best, current, candidate_metrics, settings, test, options) -> Decisi
             value,
             f"version {best.version} is already in production",
         )
-    production_value = evaluate_on_test(settings, current, test)[options.metric]
+    production_value = evaluate_on_test(current, test)[options.metric]
     needed = production_value + options.margin
     verdict = (
         f"candidate v{best.version} test {options.metric} {value:.4f} vs production "

@@ -62,9 +62,13 @@ def calibration_table(y: np.ndarray, proba: np.ndarray, bins: int = 10) -> pd.Da
     )
 
 
-def model_card(version: ModelVersion, metrics: dict[str, float], test: pd.DataFrame, model) -> str:
-    """Markdown: data, intended use, features, metrics beside baselines, calibration, segments, limits."""
-    proba = model.predict_proba(test[list(FEATURES)])[:, 1]
+def model_card(
+    version: ModelVersion, metrics: dict[str, float], test: pd.DataFrame, proba: np.ndarray
+) -> str:
+    """Markdown: data, intended use, features, metrics beside baselines, calibration, segments, limits.
+
+    `proba` are the version's scores for the rows of `test`.
+    """
     y = (test[TARGET] == "yes").to_numpy(dtype=int)
     threshold = float(version.tags["threshold"])
     tags = version.tags

@@ -80,3 +80,9 @@ def only_known(values: list[str], allowed, what: str) -> list[str]:
     if unknown:
         raise ValueError(f"unknown {what}(s) {unknown}; expected some of {list(allowed)}")
     return values
+
+
+def mage_run_label(pipeline: str, variables: dict[str, Any]) -> str:
+    """Who started a Mage run, for audit rows: `mage:<pipeline>:<run id or execution date>`."""
+    run = variables.get("pipeline_run_id") or variables.get("execution_date") or "cli"
+    return f"mage:{pipeline}:{run}"
