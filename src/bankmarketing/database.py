@@ -1,12 +1,24 @@
-"""The platform database: its tables and an engine per URL (SQLite file or Postgres)."""
+"""The platform database: its tables, their migrations and an engine per URL (SQLite or Postgres).
+
+The schema is owned by the Alembic migrations in `bankmarketing/migrations`; the tables below
+mirror them for queries. Every process that opens the database first upgrades it to the newest
+revision, under a lock, so concurrent workers never race.
+"""
 
 from __future__ import annotations
 
+import fcntl
+from contextlib import contextmanager
 from functools import lru_cache
+from pathlib import Path
 
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
+#: Alembic's bookkeeping table; its own name so it never meets MLflow's `alembic_version`.
+VERSION_TABLE = "bankmarketing_schema_version"
+#: Any constant: the Postgres advisory lock held while migrating.
+_MIGRATION_LOCK = 0x62616E6B
 
 deployment_audit = sa.Table(
     "deployment_audit",
@@ -71,16 +83,123 @@ model_evaluation = sa.Table(
 )
 
 
+def _period_key() -> list[sa.Column]:
+    return [
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("model_name", sa.String(200), nullable=False),
+        sa.Column("model_version", sa.Integer, nullable=False),
+        sa.Column("period", sa.String(64), nullable=False),
+        sa.Column("period_start", sa.DateTime(timezone=True), nullable=False, index=True),
+        sa.Column("period_end", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
+    ]
+
+
+#: One row per period and model version: prediction drift, data drift, missing values.
+monitoring_drift = sa.Table(
+    "monitoring_drift",
+    metadata,
+    *_period_key(),
+    sa.Column("source", sa.String(16), nullable=False),  # log | batch
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("min_rows", sa.Integer, nullable=False),
+    sa.Column("enough_rows", sa.Boolean, nullable=False),
+    sa.Column("prediction_drift_score", sa.Float),
+    sa.Column("prediction_stattest", sa.String(32)),
+    sa.Column("prediction_drift_threshold", sa.Float),
+    sa.Column("prediction_drift_detected", sa.Boolean),
+    sa.Column("prediction_psi", sa.Float),
+    sa.Column("columns", sa.Integer),
+    sa.Column("drifted_columns", sa.Integer),
+    sa.Column("drifted_columns_share", sa.Float),
+    sa.Column("dataset_drift_share", sa.Float),
+    sa.Column("dataset_drift_detected", sa.Boolean),
+    sa.Column("missing_values_share", sa.Float),
+    sa.Column("report_path", sa.Text),
+    sa.Column("run_label", sa.String(200), nullable=False),
+    sa.UniqueConstraint("model_name", "model_version", "period", name="uq_monitoring_drift"),
+)
+
+#: One row per period, model version and feature column.
+monitoring_column_drift = sa.Table(
+    "monitoring_column_drift",
+    metadata,
+    *_period_key(),
+    sa.Column("column_name", sa.String(64), nullable=False),
+    sa.Column("stattest", sa.String(32), nullable=False),
+    sa.Column("drift_score", sa.Float, nullable=False),
+    sa.Column("threshold", sa.Float, nullable=False),
+    sa.Column("drift_detected", sa.Boolean, nullable=False),
+    sa.UniqueConstraint(
+        "model_name", "model_version", "period", "column_name", name="uq_monitoring_column_drift"
+    ),
+)
+
+#: Live performance of a period whose outcomes are known.
+monitoring_performance = sa.Table(
+    "monitoring_performance",
+    metadata,
+    *_period_key(),
+    sa.Column("labelled_rows", sa.Integer, nullable=False),
+    sa.Column("positives", sa.Integer, nullable=False),
+    sa.Column("roc_auc", sa.Float),  # undefined when a period has one class only
+    sa.Column("pr_auc", sa.Float),
+    sa.Column("precision", sa.Float, nullable=False),
+    sa.Column("recall", sa.Float, nullable=False),
+    sa.Column("f1", sa.Float, nullable=False),
+    sa.Column("threshold", sa.Float, nullable=False),
+    sa.Column("predicted_positive_share", sa.Float, nullable=False),
+    sa.UniqueConstraint("model_name", "model_version", "period", name="uq_monitoring_performance"),
+)
+
+#: Call outcomes of past predictions, loaded when they become known.
+prediction_outcome = sa.Table(
+    "prediction_outcome",
+    metadata,
+    sa.Column("request_id", sa.String(64), primary_key=True),
+    sa.Column("subscribed", sa.Boolean, nullable=False),
+    sa.Column("observed_at", sa.DateTime(timezone=True)),
+    sa.Column("loaded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("source", sa.String(200), nullable=False),
+)
+
+
+@contextmanager
+def _migration_lock(engine: sa.Engine):
+    """Hold one lock per database while migrating: a Postgres advisory lock or a lock file."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK})
+            try:
+                yield
+            finally:
+                connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK})
+                connection.commit()
+    elif engine.url.database and engine.url.database != ":memory:":
+        with open(f"{engine.url.database}.migrate.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+    else:
+        yield
+
+
+def migrate(engine: sa.Engine, revision: str = "head") -> None:
+    """Upgrade the database to `revision` (default: the newest) with the package's migrations."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
+    with _migration_lock(engine), engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+
 @lru_cache(maxsize=8)
 def engine_for(url: str) -> sa.Engine:
-    """One engine per URL, with the platform tables created if missing."""
+    """One engine per URL, its database upgraded to the newest schema."""
     if url.startswith("sqlite:///"):
-        from pathlib import Path
-
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url, pool_pre_ping=True)
-    try:
-        metadata.create_all(engine)
-    except sa.exc.DatabaseError:  # another process (e.g. a gunicorn worker) created them first
-        metadata.create_all(engine)
+    migrate(engine)
     return engine
