@@ -163,6 +163,47 @@ prediction_outcome = sa.Table(
     sa.Column("source", sa.String(200), nullable=False),
 )
 
+#: Every alert the receiver accepted (authenticated and valid), with what it decided.
+alert_event = sa.Table(
+    "alert_event",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("status", sa.String(16), nullable=False),  # firing | resolved
+    sa.Column("alertname", sa.String(200), nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False, index=True),
+    sa.Column("starts_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("labels", sa.JSON, nullable=False),
+    sa.Column("annotations", sa.JSON, nullable=False),
+    sa.Column("values", sa.JSON),
+    sa.Column("group_key", sa.Text, nullable=False),
+    # started | duplicate | cooldown | in_flight | resolved | failed
+    sa.Column("decision", sa.String(16), nullable=False),
+    sa.Column("retraining_id", sa.Integer),
+    sa.Column("detail", sa.Text, nullable=False),
+)
+
+#: One row per retraining an alert asked for; (fingerprint, starts_at) starts at most one.
+retraining = sa.Table(
+    "retraining",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("starts_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("alertname", sa.String(200), nullable=False),
+    # triggering | triggered | running | succeeded | failed | trigger_failed
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("requested_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("mage_schedule_id", sa.Integer),
+    sa.Column("mage_pipeline_run_id", sa.Integer),
+    sa.Column("triggered_by", sa.String(200), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.UniqueConstraint("fingerprint", "starts_at", name="uq_retraining_alert"),
+)
+
 
 @contextmanager
 def _migration_lock(engine: sa.Engine):
