@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -233,3 +234,48 @@ def app_factory(served, tmp_path):
 @pytest.fixture
 def client(app_factory):
     return app_factory().test_client()
+
+
+# --- a real `monitor` run through Mage into Postgres ------------------------------------
+
+MAGE = REPO / ".venv/mage/bin/mage"
+#: The season scenario: the test split (stable) and each later month (drifting).
+MONITORED_PERIODS = ["test", "jun", "jul", "aug", "sep", "oct", "nov"]
+
+
+def mage_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment of a `mage run` working on `settings`' data, registry and database."""
+    env = {
+        **os.environ,
+        "BANK_DATA_PATH": str(settings.data_path),
+        "BANK_DATA_DIR": str(settings.data_dir),
+        "MLFLOW_TRACKING_URI": settings.tracking_uri,
+        "MODEL_NAME": settings.model_name,
+        "MLFLOW_EXPERIMENT": settings.experiment,
+        "MAGE_DATA_DIR": str(settings.data_dir.parent / "mage"),
+        "COLUMNS": "400",  # Mage prints errors with rich, which wraps at the terminal width
+        "DATABASE_URL": settings.database_url or "",
+    }
+    return env | extra
+
+
+def mage_run(settings: Settings, pipeline: str, variables: dict | None = None, **env: str):
+    """`mage run mlops <pipeline>` in Mage's own environment; the completed process."""
+    if not MAGE.exists():
+        pytest.fail(f"{MAGE} is missing: run `make setup`")
+    command = [str(MAGE), "run", "mlops", pipeline]
+    if variables:
+        command += ["--runtime-vars", json.dumps(variables)]
+    return subprocess.run(
+        command, cwd=REPO, env=mage_env(settings, **env), capture_output=True, text=True, timeout=1800
+    )
+
+
+@pytest.fixture(scope="session")
+def monitored(served, postgres_url):
+    """Settings whose platform database (Postgres) holds a real `monitor` run of the season scenario."""
+    settings = replace(served[0], database_url=postgres_url(f"monitoring_{uuid.uuid4().hex[:8]}"))
+    result = mage_run(settings, "monitor", {"periods": MONITORED_PERIODS, "alert": False})
+    if result.returncode != 0:
+        pytest.fail("monitor failed: " + " ".join((result.stdout + result.stderr).split())[-4000:])
+    return settings

@@ -27,6 +27,8 @@ class Settings:
     experiment: str  # MLFLOW_EXPERIMENT
     database_url: str | None  # DATABASE_URL: Postgres for MLflow and the platform tables
     mlflow_dir: Path  # MLFLOW_DIR: SQLite file and served artifacts of the local server
+    alert_receiver_url: str | None = None  # ALERT_RECEIVER_URL: where `monitor` posts its alert
+    alert_receiver_token: str | None = None  # ALERT_RECEIVER_TOKEN: bearer token of the receiver
 
     @property
     def platform_database_url(self) -> str:
@@ -45,4 +47,6 @@ class Settings:
             experiment=_env("MLFLOW_EXPERIMENT", "bank-term-deposit"),
             database_url=os.environ.get("DATABASE_URL", "").strip() or None,
             mlflow_dir=Path(_env("MLFLOW_DIR", "mlruns")),
+            alert_receiver_url=os.environ.get("ALERT_RECEIVER_URL", "").strip() or None,
+            alert_receiver_token=os.environ.get("ALERT_RECEIVER_TOKEN", "").strip() or None,
         )

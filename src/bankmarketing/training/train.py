@@ -23,6 +23,7 @@ from sklearn.pipeline import Pipeline
 from bankmarketing.config import Settings
 from bankmarketing.data.prepare import current_manifest, read_split
 from bankmarketing.data.schema import FEATURES, TARGET
+from bankmarketing.monitoring.reference import log_reference, reference_frame
 from bankmarketing.options import StageOptions, only_known
 from bankmarketing.registry import register_candidate, require_tracking_server
 from bankmarketing.training import evaluation
@@ -141,6 +142,7 @@ def _train_candidate(candidate, options, data, common_tags, settings) -> dict:
         mlflow.log_metrics({f"val_{k}": v for k, v in metrics.items()})
         mlflow.set_tags(common_tags | {"candidate": candidate.name})
         mlflow.log_dict({k: float(v) for k, v in importances.items()}, "feature_importance.json")
+        log_reference(reference_frame(X_val, y_val, proba))
         for name, figure in evaluation_figures(y_val, proba, threshold, importances, candidate.name).items():
             mlflow.log_figure(figure, f"plots/{name}")
             plt.close(figure)

@@ -1,0 +1,340 @@
+"""The `monitor` stage: one period at a time against the production version's reference.
+
+A period is either a labelled batch of the prepared data (the season scenario: `test`,
+`jun` ... `nov`) or a time slice of the prediction log, joined to any outcomes loaded since.
+Results are upserted by (model, version, period), so a rerun replaces rows, never adds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import mlflow
+import mlflow.sklearn
+import pandas as pd
+import sqlalchemy as sa
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from pydantic import Field, field_validator, model_validator
+
+from bankmarketing.config import Settings
+from bankmarketing.data import DataError
+from bankmarketing.data.prepare import prepared_manifest, read_split
+from bankmarketing.data.schema import FEATURES
+from bankmarketing.data.split import LATER_SEASONS
+from bankmarketing.database import (
+    engine_for,
+    monitoring_column_drift,
+    monitoring_drift,
+    monitoring_performance,
+    prediction_log,
+    prediction_outcome,
+)
+from bankmarketing.monitoring.drift import (
+    PREDICTION,
+    TARGET,
+    DriftSettings,
+    PeriodMetrics,
+    missing_values_share,
+)
+from bankmarketing.monitoring.reference import REFERENCE_ARTIFACT, log_reference, reference_frame
+from bankmarketing.options import StageOptions, only_known
+from bankmarketing.scoring import Scorer
+from bankmarketing.training.train import xy
+
+log = logging.getLogger(__name__)
+
+LATER_MONTHS = tuple(m for months in LATER_SEASONS.values() for m in months)
+#: The data has months but no years: batch periods get nominal dates on one calendar, the
+#: reference window Dec 2007-May 2008 and each later month in 2008, so they sort in order.
+_REFERENCE_WINDOW = (dt.datetime(2007, 12, 1, tzinfo=dt.UTC), dt.datetime(2008, 6, 1, tzinfo=dt.UTC))
+BATCH_PERIODS = ("reference", "validation", "test", *LATER_MONTHS)
+GRANULARITY = {"hour": dt.timedelta(hours=1), "day": dt.timedelta(days=1), "week": dt.timedelta(weeks=1)}
+
+
+class MonitorOptions(StageOptions):
+    """Parameters of `monitor` (Mage variables / CLI flags of the same names)."""
+
+    alias: str = Field("production", description="registry alias whose reference is compared")
+    source: Literal["batch", "log"] = Field("batch", description="labelled batches or the prediction log")
+    periods: list[str] = Field(
+        ["test", *LATER_MONTHS], min_length=1, description="batch periods: test, validation, jun ... nov"
+    )
+    since: dt.datetime | None = Field(None, description="log: first instant (default: until - 7 days)")
+    until: dt.datetime | None = Field(None, description="log: end, exclusive (default: now)")
+    granularity: Literal["hour", "day", "week"] = Field("day", description="log: length of a period")
+    min_rows: int = Field(200, ge=1, description="periods with fewer rows are marked, not tested")
+    prediction_stattest: str = Field("wasserstein", description="Evidently stattest for the score")
+    prediction_threshold: float = Field(0.1, gt=0, description="prediction drift alert threshold")
+    dataset_drift_share: float = Field(0.5, gt=0, le=1, description="share of drifted columns = drift")
+    alert: bool = Field(True, description="post the drift alert to ALERT_RECEIVER_URL when it fires")
+    triggered_by: str | None = Field(None, description="who or what started the run")
+
+    @field_validator("periods")
+    @classmethod
+    def _known_periods(cls, periods: list[str]) -> list[str]:
+        return only_known(periods, BATCH_PERIODS, "period")
+
+    @model_validator(mode="after")
+    def _ordered_window(self) -> MonitorOptions:
+        if self.since and self.until and self.since >= self.until:
+            raise ValueError(f"since ({self.since}) must be before until ({self.until})")
+        return self
+
+
+@dataclass(frozen=True)
+class Period:
+    """One slice of current data for one model version."""
+
+    name: str
+    start: dt.datetime
+    end: dt.datetime
+    source: str
+    version: int
+    frame: pd.DataFrame  # raw features, `prediction`, and `target` where known
+
+
+def _scorer(version: ModelVersion) -> Scorer:
+    return Scorer.from_pipeline(mlflow.sklearn.load_model(f"models:/{version.name}/{version.version}"))
+
+
+def load_reference(settings: Settings, version: ModelVersion) -> pd.DataFrame:
+    """The version's stored reference; built from its validation split (and stored) if missing."""
+    run_id = version.tags.get("run_id") or version.run_id
+    try:
+        path = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/{REFERENCE_ARTIFACT}")
+        return pd.read_parquet(path)
+    except (MlflowException, OSError):
+        log.info("version %s has no stored reference: building it from validation", version.version)
+    manifest = prepared_manifest(settings, version.tags["prepared_id"])
+    X, y = xy(read_split(manifest, "validation"))
+    frame = reference_frame(X, y, _scorer(version).score_frame(X))
+    log_reference(frame, run_id)
+    return frame
+
+
+def _batch_dates(name: str) -> tuple[dt.datetime, dt.datetime]:
+    if name not in LATER_MONTHS:
+        return _REFERENCE_WINDOW
+    month = 6 + LATER_MONTHS.index(name)
+    return dt.datetime(2008, month, 1, tzinfo=dt.UTC), dt.datetime(2008, month + 1, 1, tzinfo=dt.UTC)
+
+
+def batch_periods(settings: Settings, version: ModelVersion, names: list[str]) -> list[Period]:
+    """Labelled periods of the prepared data the version was trained on, scored by it."""
+    manifest = prepared_manifest(settings, version.tags["prepared_id"])
+    scorer = _scorer(version)
+    periods = []
+    for name in names:
+        X, y = xy(read_split(manifest, name))
+        frame = X.reset_index(drop=True).assign(**{PREDICTION: scorer.score_frame(X), TARGET: y})
+        start, end = _batch_dates(name)
+        periods.append(Period(name, start, end, "batch", int(version.version), frame))
+    return periods
+
+
+def _floor(moment: dt.datetime, granularity: str) -> dt.datetime:
+    moment = moment.astimezone(dt.UTC)
+    if granularity == "hour":
+        return moment.replace(minute=0, second=0, microsecond=0)
+    day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    return day - dt.timedelta(days=day.weekday()) if granularity == "week" else day
+
+
+def log_periods(settings: Settings, model_name: str, options: MonitorOptions) -> list[Period]:
+    """Slices of the prediction log per model version, with outcomes joined where known."""
+    until = options.until or dt.datetime.now(dt.UTC)
+    since = options.since or until - dt.timedelta(days=7)
+    query = (
+        sa.select(
+            prediction_log.c.at,
+            prediction_log.c.model_version,
+            prediction_log.c.score,
+            prediction_log.c.features,
+            prediction_outcome.c.subscribed,
+        )
+        .select_from(prediction_log.outerjoin(prediction_outcome))
+        .where(
+            (prediction_log.c.model_name == model_name)
+            & (prediction_log.c.at >= since)
+            & (prediction_log.c.at < until)
+        )
+    )
+    with engine_for(settings.platform_database_url).connect() as connection:
+        rows = connection.execute(query).all()
+    if not rows:
+        return []
+    logged = pd.DataFrame(rows, columns=["at", "model_version", PREDICTION, "features", "subscribed"])
+    logged["at"] = pd.to_datetime(logged["at"], utc=True)
+    logged["start"] = [_floor(moment, options.granularity) for moment in logged["at"]]
+    periods = []
+    for (start, version), part in logged.groupby(["start", "model_version"], sort=True):
+        features = pd.DataFrame.from_records(part["features"].tolist(), columns=list(FEATURES))
+        frame = features.assign(**{PREDICTION: part[PREDICTION].to_numpy()})
+        if part["subscribed"].notna().all():
+            frame[TARGET] = part["subscribed"].astype(int).to_numpy()
+        start = start.to_pydatetime()
+        name = start.strftime("%Y-%m-%dT%H" if options.granularity == "hour" else "%Y-%m-%d")
+        periods.append(
+            Period(name, start, start + GRANULARITY[options.granularity], "log", int(version), frame)
+        )
+    return periods
+
+
+def measure(
+    period: Period, reference: pd.DataFrame, threshold: float, options: MonitorOptions, report_dir: Path
+) -> PeriodMetrics:
+    """Evidently metrics of a period; a period below `min_rows` gets counts only, no tests."""
+    from bankmarketing.monitoring.drift import live_performance, period_metrics
+
+    if len(period.frame) < options.min_rows:
+        return PeriodMetrics(
+            rows=len(period.frame),
+            missing_values_share=missing_values_share(period.frame),
+            performance=live_performance(period.frame, threshold),
+        )
+    settings = DriftSettings(
+        options.prediction_stattest, options.prediction_threshold, options.dataset_drift_share
+    )
+    return period_metrics(reference, period.frame, threshold, settings, report_dir / f"{period.name}.html")
+
+
+def _upsert(connection: sa.Connection, table: sa.Table, key: dict, rows: list[dict]) -> None:
+    """Replace the rows of one (model, version, period): a rerun never duplicates."""
+    connection.execute(sa.delete(table).where(sa.and_(*(table.c[k] == v for k, v in key.items()))))
+    if rows:
+        connection.execute(sa.insert(table), [key | row for row in rows])
+
+
+def store(
+    settings: Settings,
+    model_name: str,
+    period: Period,
+    metrics: PeriodMetrics,
+    run_label: str,
+    min_rows: int,
+    report_path: Path | None,
+) -> dict:
+    """Upsert a period's rows into the three monitoring tables in one transaction."""
+    key = {"model_name": model_name, "model_version": period.version, "period": period.name}
+    common = {"period_start": period.start, "period_end": period.end, "computed_at": dt.datetime.now(dt.UTC)}
+    values = asdict(metrics)
+    column_drift, performance = values.pop("column_drift"), values.pop("performance")
+    drift_row = (
+        common
+        | values
+        | {
+            "source": period.source,
+            "min_rows": min_rows,
+            "enough_rows": metrics.rows >= min_rows,
+            "report_path": str(report_path) if report_path and report_path.is_file() else None,
+            "run_label": run_label,
+        }
+    )
+    with engine_for(settings.platform_database_url).begin() as connection:
+        _upsert(connection, monitoring_drift, key, [drift_row])
+        _upsert(connection, monitoring_column_drift, key, [common | row for row in column_drift])
+        _upsert(connection, monitoring_performance, key, [common | performance] if performance else [])
+    summary = key | drift_row | {"performance": performance}
+    return {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in summary.items()}
+
+
+def drift_alerts(records: list[dict], threshold: float) -> list[dict]:
+    """The rule Grafana evaluates: prediction drift above the threshold in a period with enough rows."""
+    return [
+        r
+        for r in records
+        if r["enough_rows"]
+        and r["prediction_drift_score"] is not None
+        and r["prediction_drift_score"] > threshold
+    ]
+
+
+def _version(client: MlflowClient, name: str, alias: str) -> ModelVersion:
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        raise DataError(
+            f"model {name!r} has no version with alias {alias!r}: run the deploy pipeline"
+        ) from None
+
+
+def monitor(settings: Settings, options: MonitorOptions, run_label: str) -> dict:
+    """Measure and store every period; return the stored rows and the periods whose alert fires."""
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    client = MlflowClient(settings.tracking_uri)
+    production = _version(client, settings.model_name, options.alias)
+    if options.source == "batch":
+        periods = batch_periods(settings, production, options.periods)
+    else:
+        periods = log_periods(settings, settings.model_name, options)
+        if not periods:
+            log.warning("no predictions of %s logged in the window", settings.model_name)
+    references: dict[int, tuple[pd.DataFrame, float]] = {}
+    records = []
+    for period in periods:
+        if period.version not in references:
+            version = client.get_model_version(settings.model_name, str(period.version))
+            references[period.version] = (load_reference(settings, version), float(version.tags["threshold"]))
+        reference, threshold = references[period.version]
+        report_dir = settings.data_dir / "monitoring" / "reports" / f"{settings.model_name}-v{period.version}"
+        metrics = measure(period, reference, threshold, options, report_dir.resolve())
+        report = report_dir.resolve() / f"{period.name}.html"
+        records.append(
+            store(settings, settings.model_name, period, metrics, run_label, options.min_rows, report)
+        )
+        log.info(
+            "%s v%s %s: %d rows, prediction drift %s",
+            settings.model_name,
+            period.version,
+            period.name,
+            metrics.rows,
+            metrics.prediction_drift_score,
+        )
+    return {
+        "model_name": settings.model_name,
+        "production_version": int(production.version),
+        "source": options.source,
+        "periods": records,
+        "firing": drift_alerts(records, options.prediction_threshold),
+    }
+
+
+#: The rule's title and labels, the same in Grafana's provisioning and here.
+DRIFT_RULE = "Prediction drift"
+
+
+def post_drift_alert(settings: Settings, options: MonitorOptions, result: dict) -> dict:
+    """Evaluate the drift rule on a monitor result; post Grafana's payload for the newest firing period.
+
+    The alert's start is the period's end, so rerunning `monitor` on the same data posts the
+    same alert again and the receiver drops it as a duplicate.
+    """
+    firing = sorted(result["firing"], key=lambda r: r["period_start"])
+    if not firing:
+        return {"fired": False, "posted": False, "reason": "no period above the threshold"}
+    newest = firing[-1]
+    summary = {"fired": True, "periods": [r["period"] for r in firing]}
+    if not options.alert or not settings.alert_receiver_url:
+        why = "alert=false" if not options.alert else "ALERT_RECEIVER_URL is not set"
+        return summary | {"posted": False, "reason": why}
+    from bankmarketing.alerts import grafana_payload, post_alert
+
+    payload = grafana_payload(
+        DRIFT_RULE,
+        labels={
+            "model_name": result["model_name"],
+            "model_version": str(newest["model_version"]),
+            "period": newest["period"],
+            "severity": "warning",
+        },
+        value=newest["prediction_drift_score"],
+        starts_at=dt.datetime.fromisoformat(newest["period_end"]),
+    )
+    reply = post_alert(settings.alert_receiver_url, payload, settings.alert_receiver_token)
+    return summary | {"posted": True, "period": newest["period"], "reply": reply}

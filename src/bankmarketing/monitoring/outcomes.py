@@ -1,0 +1,85 @@
+"""Call outcomes for past predictions: loaded when known, joined to the log by request id."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+
+from bankmarketing.config import Settings
+from bankmarketing.data import DataError
+from bankmarketing.database import engine_for, prediction_log, prediction_outcome
+
+_ANSWERS = {"yes": True, "no": False, "true": True, "false": False, "1": True, "0": False}
+
+
+def read_outcomes(path: Path) -> pd.DataFrame:
+    """A CSV or Parquet file of `request_id`, `subscribed` (yes/no) and optional `observed_at`.
+
+    Raises DataError naming the file line and field of every bad value; nothing is loaded then.
+    """
+    if not path.is_file():
+        raise DataError(f"outcome file {path} does not exist")
+    try:
+        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype=str)
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path} is not a readable CSV or Parquet file: {exc}") from None
+    missing = {"request_id", "subscribed"} - set(frame.columns)
+    if missing:
+        raise DataError(f"{path} lacks column(s) {sorted(missing)}; it has {list(frame.columns)}")
+    line = pd.RangeIndex(2, len(frame) + 2) if path.suffix != ".parquet" else pd.RangeIndex(1, len(frame) + 1)
+    frame.index = line
+    problems = []
+    request_id = frame["request_id"].astype("string").str.strip()
+    for at in request_id[request_id.isna() | (request_id == "") | (request_id.str.len() > 64)].index:
+        problems.append(f"row {at}: request_id must be 1-64 characters")
+    for at in request_id[request_id.duplicated(keep="first") & request_id.notna()].index:
+        problems.append(f"row {at}: request_id {request_id[at]!r} appears twice")
+    answer = frame["subscribed"].astype("string").str.strip().str.lower().map(_ANSWERS)
+    for at in answer[answer.isna()].index:
+        problems.append(f"row {at}: subscribed is {frame['subscribed'][at]!r}, expected yes or no")
+    observed = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns, UTC]")
+    if "observed_at" in frame:
+        given = frame["observed_at"].notna() & (frame["observed_at"].astype("string").str.strip() != "")
+        observed = pd.to_datetime(frame["observed_at"].where(given), utc=True, errors="coerce")
+        for at in observed[given & observed.isna()].index:
+            problems.append(f"row {at}: observed_at {frame['observed_at'][at]!r} is not a date-time")
+    if problems:
+        shown = "; ".join(problems[:20]) + (f"; and {len(problems) - 20} more" if len(problems) > 20 else "")
+        raise DataError(f"{path}: {len(problems)} bad value(s), nothing loaded: {shown}")
+    return pd.DataFrame(
+        {"request_id": request_id, "subscribed": answer.astype(bool), "observed_at": observed}
+    )
+
+
+def load_outcomes(settings: Settings, path: Path) -> dict:
+    """Upsert a file's outcomes (a reloaded request id replaces its outcome) in one transaction."""
+    outcomes = read_outcomes(path)
+    now = dt.datetime.now(dt.UTC)
+    rows = [
+        {
+            "request_id": r.request_id,
+            "subscribed": bool(r.subscribed),
+            "observed_at": None if pd.isna(r.observed_at) else r.observed_at.to_pydatetime(),
+            "loaded_at": now,
+            "source": str(path)[-200:],
+        }
+        for r in outcomes.itertuples()
+    ]
+    ids = outcomes["request_id"].tolist()
+    matched = 0
+    with engine_for(settings.platform_database_url).begin() as connection:
+        for start in range(0, len(ids), 5_000):
+            chunk = ids[start : start + 5_000]
+            connection.execute(
+                sa.delete(prediction_outcome).where(prediction_outcome.c.request_id.in_(chunk))
+            )
+            matched += connection.execute(
+                sa.select(sa.func.count(sa.distinct(prediction_log.c.request_id))).where(
+                    prediction_log.c.request_id.in_(chunk)
+                )
+            ).scalar_one()
+            connection.execute(sa.insert(prediction_outcome), rows[start : start + 5_000])
+    return {"loaded": len(rows), "matched_predictions": matched}

@@ -1,0 +1,85 @@
+"""`monitor` through Mage into a real Postgres: the season scenario, reruns, small periods."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from mlflow import MlflowClient
+
+from bankmarketing.data.schema import FEATURES
+from bankmarketing.database import (
+    engine_for,
+    monitoring_column_drift,
+    monitoring_drift,
+    monitoring_performance,
+)
+from tests.conftest import MONITORED_PERIODS, mage_run
+
+pytestmark = pytest.mark.integration
+DRIFTING = ["jun", "jul", "aug", "sep", "oct", "nov"]
+
+
+def _rows(settings, table) -> list[dict]:
+    with engine_for(settings.platform_database_url).connect() as connection:
+        return [dict(r._mapping) for r in connection.execute(sa.select(table))]
+
+
+def _counts(settings) -> dict[str, int]:
+    tables = (monitoring_drift, monitoring_column_drift, monitoring_performance)
+    return {t.name: len(_rows(settings, t)) for t in tables}
+
+
+def test_the_season_scenario_is_measured_per_period_for_the_production_version(monitored):
+    production = MlflowClient(monitored.tracking_uri).get_model_version_by_alias(
+        monitored.model_name, "production"
+    )
+    drift = {r["period"]: r for r in _rows(monitored, monitoring_drift)}
+    assert sorted(drift) == sorted(MONITORED_PERIODS)
+    for period, row in drift.items():
+        assert row["model_version"] == int(production.version) and row["enough_rows"], period
+        assert row["columns"] == len(FEATURES) and 0 <= row["drifted_columns"] <= row["columns"]
+        assert row["missing_values_share"] == 0.0  # validated data has no empty cells
+        assert (
+            Path(row["report_path"]).is_file()
+            and "evidently" in Path(row["report_path"]).read_text()[:5000].lower()
+        )
+    # the test split comes from the reference window: no drift; later months move away from it
+    assert drift["test"]["prediction_drift_score"] <= 0.1 and not drift["test"]["prediction_drift_detected"]
+    assert drift["test"]["drifted_columns"] == 0
+    assert max(drift[m]["prediction_drift_score"] for m in DRIFTING) > 0.1
+    assert all(drift[m]["drifted_columns"] >= 1 for m in DRIFTING)  # `month` itself is new
+    columns = _rows(monitored, monitoring_column_drift)
+    assert len(columns) == len(MONITORED_PERIODS) * len(FEATURES)
+    performance = {r["period"]: r for r in _rows(monitored, monitoring_performance)}
+    assert sorted(performance) == sorted(MONITORED_PERIODS)
+    assert (
+        performance["test"]["roc_auc"] > 0.7 and performance["test"]["labelled_rows"] == drift["test"]["rows"]
+    )
+
+
+def test_a_rerun_replaces_rows_and_never_duplicates(monitored):
+    before = _counts(monitored)
+    again = mage_run(monitored, "monitor", {"periods": ["test", "jun"], "alert": False})
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert _counts(monitored) == before
+
+
+def test_periods_with_too_few_rows_are_marked_not_tested(served, postgres_url):
+    settings = replace(served[0], database_url=postgres_url("monitoring_small"))
+    result = mage_run(settings, "monitor", {"periods": ["jun"], "min_rows": 100_000, "alert": False})
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    (row,) = _rows(settings, monitoring_drift)
+    assert not row["enough_rows"] and row["min_rows"] == 100_000 and row["rows"] > 0
+    assert row["prediction_drift_score"] is None and row["drifted_columns"] is None
+    assert _rows(settings, monitoring_column_drift) == []
+    assert "not tested" in " ".join(result.stdout.split())
+
+
+def test_unknown_periods_and_variables_are_named(served):
+    result = mage_run(served[0], "monitor", {"periods": ["june"], "treshold": 0.2})
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0
+    assert "june" in output and "treshold: Extra inputs are not permitted" in output
