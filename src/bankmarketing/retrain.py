@@ -1,0 +1,83 @@
+"""The `retrain` stage: prepare the newest window, train, and promote only through the gate.
+
+Started by the alert receiver (with the alert as variables), by hand, or on a schedule. The
+newest window is the reference months plus the later months whose outcomes are known.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from pydantic import Field, field_validator
+
+from bankmarketing.config import Settings
+from bankmarketing.data.prepare import PrepareOptions
+from bankmarketing.data.split import REFERENCE_MONTHS
+from bankmarketing.database import engine_for, monitoring_performance
+from bankmarketing.deployment import DeployOptions
+from bankmarketing.monitoring.monitor import LATER_MONTHS
+from bankmarketing.options import StageOptions, only_known
+from bankmarketing.training.train import TrainOptions
+
+
+class RetrainOptions(StageOptions):
+    """Parameters of `retrain`; the alert fields are filled by the alert receiver."""
+
+    add_months: list[str] = Field(
+        [], description="later months to add to the window; default: through the alert's period"
+    )
+    train: TrainOptions = Field(default_factory=TrainOptions, description="variables of train")
+    deploy: DeployOptions = Field(default_factory=DeployOptions, description="variables of deploy")
+    # the alert that started the run
+    alertname: str | None = None
+    fingerprint: str | None = None
+    starts_at: str | None = None
+    value: float | None = None
+    period: str | None = Field(None, description="the period the alert fired on")
+    retraining_id: int | None = Field(None, description="the receiver's retraining row")
+    triggered_by: str | None = None
+
+    @field_validator("add_months")
+    @classmethod
+    def _later_months(cls, months: list[str]) -> list[str]:
+        return only_known(months, LATER_MONTHS, "later month")
+
+
+def labelled_months(settings: Settings) -> list[str]:
+    """Later months whose outcomes `monitor` has seen (labelled batches of this model)."""
+    query = sa.select(sa.distinct(monitoring_performance.c.period)).where(
+        (monitoring_performance.c.model_name == settings.model_name)
+        & monitoring_performance.c.period.in_(LATER_MONTHS)
+    )
+    with engine_for(settings.platform_database_url).connect() as connection:
+        return list(connection.execute(query).scalars())
+
+
+def window_months(settings: Settings, options: RetrainOptions) -> list[str]:
+    """The months to train on: the reference window plus the chosen later months, in order."""
+    if options.add_months:
+        later = set(options.add_months)
+    elif options.period in LATER_MONTHS:
+        later = set(LATER_MONTHS[: LATER_MONTHS.index(options.period) + 1])
+    else:
+        later = set(labelled_months(settings))
+    return [*REFERENCE_MONTHS, *(m for m in LATER_MONTHS if m in later)]
+
+
+def prepare_options(settings: Settings, options: RetrainOptions) -> PrepareOptions:
+    return PrepareOptions(train_months=window_months(settings, options))
+
+
+def deploy_options(options: RetrainOptions, run_label: str) -> DeployOptions:
+    """The gate's options, with who triggered it: the alert when there is one."""
+    alert = f"alert {options.alertname} {options.fingerprint}" if options.fingerprint else None
+    who = options.triggered_by or (f"{run_label} ({alert})" if alert else run_label)
+    return options.deploy.model_copy(update={"triggered_by": who})
+
+
+def report_status(settings: Settings, retraining_id: int | str | None, status: str, detail: str = "") -> None:
+    """Tell the alert receiver's bookkeeping how the retraining it started is going."""
+    if retraining_id in (None, ""):
+        return
+    from bankmarketing.alerts import mark_retraining
+
+    mark_retraining(settings, int(retraining_id), status, detail)
