@@ -1,0 +1,176 @@
+"""The alert receiver (Flask, served by gunicorn): `create_app()` is the factory.
+
+gunicorn -c python:bankmarketing.alerts.gunicorn_conf 'bankmarketing.alerts.app:create_app()'
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+
+from flask import Flask, Response, jsonify, request
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from bankmarketing.alerts import store
+from bankmarketing.alerts.config import AlertReceiverConfig
+from bankmarketing.alerts.grafana import sign
+from bankmarketing.alerts.mage import trigger_retrain
+from bankmarketing.alerts.schemas import GrafanaWebhook, validation_errors
+from bankmarketing.config import Settings
+
+log = logging.getLogger(__name__)
+
+#: Grafana's built-in signature header when a contact point leaves `header` empty.
+GRAFANA_DEFAULT_SIGNATURE_HEADER = "X-Grafana-Alert-Signature"
+
+
+def _error(status: int, message: str, detail: list | None = None):
+    return jsonify({"error": message, "detail": detail or []}), status
+
+
+def _bearer(header: str) -> str | None:
+    scheme, _, credentials = header.partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" and credentials.strip() else None
+
+
+def _same(given: str | None, expected: str) -> bool:
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def authenticate(config: AlertReceiverConfig, headers, body: bytes, now: float | None = None) -> str | None:
+    """None when the request carries every configured credential, else why not (for the 401)."""
+    if config.token is not None and not _same(_bearer(headers.get("Authorization", "")), config.token):
+        return "missing or wrong bearer token"
+    if config.hmac_secret is not None:
+        signature = headers.get(config.hmac_header) or headers.get(GRAFANA_DEFAULT_SIGNATURE_HEADER)
+        if not signature:
+            return f"missing HMAC signature header {config.hmac_header}"
+        timestamp = headers.get(config.hmac_timestamp_header, "")
+        if not timestamp.strip().isdigit():
+            return f"missing or invalid signature timestamp header {config.hmac_timestamp_header}"
+        age = (time.time() if now is None else now) - int(timestamp)
+        if abs(age) > config.max_skew_s:
+            return (
+                f"signature timestamp outside the {config.max_skew_s:g} s window (replayed or skewed clock)"
+            )
+        if not _same(signature.strip().lower(), sign(config.hmac_secret, body, timestamp.strip())):
+            return "wrong HMAC signature"
+    return None
+
+
+def create_app(settings: Settings | None = None, config: AlertReceiverConfig | None = None) -> Flask:
+    """The receiver app; refuses to start without a real credential (ConfigurationError)."""
+    settings = settings or Settings.from_env()
+    config = (config or AlertReceiverConfig.from_env()).validate()
+    url = settings.platform_database_url
+    try:
+        store.ping(url)  # creates or upgrades the tables once, before the first alert
+    except Exception as exc:  # /ready reports it; alerts are refused with 503 until it is back
+        log.warning("platform database not reachable at start: %s", type(exc).__name__)
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    app.extensions["alert_receiver"] = {"config": config, "database_url": url}
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        if exc.code == 413:
+            return _error(413, f"request body larger than {config.max_body_bytes} bytes")
+        return _error(exc.code or 500, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unexpected error")
+        return _error(503, "the receiver could not record the alert; retry later")
+
+    @app.post("/alerts")
+    def receive():
+        body = request.get_data(cache=True)  # raises 413 beyond MAX_CONTENT_LENGTH
+        refused = authenticate(config, request.headers, body)
+        if refused:
+            return _error(401, refused)
+        if not request.is_json:
+            return _error(415, "expected Content-Type: application/json")
+        payload = request.get_json(silent=True)
+        if payload is None:
+            return _error(400, "the body is not valid JSON", [{"field": "body", "message": "invalid JSON"}])
+        try:
+            webhook = GrafanaWebhook.model_validate(payload)
+        except ValidationError as exc:
+            return _error(400, "not a Grafana webhook payload", validation_errors(exc))
+        results = [handle(alert, webhook.groupKey) for alert in webhook.alerts]
+        return jsonify({"received": len(results), "results": results})
+
+    def handle(alert, group_key: str) -> dict:
+        answer = {"alertname": alert.alertname, "fingerprint": alert.fingerprint, "status": alert.status}
+        if alert.status == "resolved":
+            event_id = store.record_resolved(url, alert, group_key)
+            return {**answer, "decision": "resolved", "event_id": event_id, "retraining_id": None}
+        claim = store.claim(
+            url, alert, group_key, config.cooldown_s, config.max_runtime_s, config.triggered_by
+        )
+        detail = claim.detail
+        decision = claim.decision
+        if decision == "started":
+            variables = {
+                "alertname": alert.alertname,
+                "fingerprint": alert.fingerprint,
+                "starts_at": alert.startsAt.isoformat(),
+                "value": alert.value,
+                "period": alert.labels.get("period"),
+                "retraining_id": claim.retraining_id,
+                "triggered_by": config.triggered_by,
+            }
+            result = trigger_retrain(config, variables)
+            detail = result.detail
+            decision = store.finish_trigger(
+                url, claim, result.ok, result.detail, result.schedule_id, result.pipeline_run_id
+            )
+        return {
+            **answer,
+            "decision": decision,
+            "event_id": claim.event_id,
+            "retraining_id": claim.retraining_id,
+            "detail": detail,
+        }
+
+    @app.get("/health")
+    def health():
+        return jsonify({"status": "alive"})
+
+    @app.get("/ready")
+    def ready():
+        try:
+            store.ping(url)
+        except Exception as exc:
+            return jsonify({"ready": False, "database": type(exc).__name__}), 503
+        return jsonify({"ready": True})
+
+    @app.get("/alerts")
+    def listing():
+        if not config.admin_token:
+            return _error(403, "listing is disabled: ALERT_RECEIVER_ADMIN_TOKEN is not set")
+        if not _same(_bearer(request.headers.get("Authorization", "")), config.admin_token):
+            return _error(401, "missing or wrong admin bearer token")
+        try:
+            limit = min(max(int(request.args.get("limit", "50")), 1), 500)
+        except ValueError:
+            return _error(400, "limit must be an integer", [{"field": "limit", "message": "not an integer"}])
+        return jsonify(store.recent(url, limit))
+
+    @app.get("/metrics")
+    def metrics():
+        decisions, statuses = store.counts(url)
+        lines = [
+            "# HELP alert_receiver_events alert events recorded, by decision (all workers)",
+            "# TYPE alert_receiver_events gauge",
+            *(f'alert_receiver_events{{decision="{k}"}} {v}' for k, v in sorted(decisions.items())),
+            "# HELP alert_receiver_retrainings retrainings, by status",
+            "# TYPE alert_receiver_retrainings gauge",
+            *(f'alert_receiver_retrainings{{status="{k}"}} {v}' for k, v in sorted(statuses.items())),
+        ]
+        return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
+
+    return app

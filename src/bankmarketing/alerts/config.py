@@ -1,0 +1,119 @@
+"""Settings of the alert receiver, read from the environment (see `.env.example`)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: Values that mean "nobody set this": never accepted as a credential.
+PLACEHOLDERS = ("change_me", "changeme", "change-me", "placeholder", "secret", "token", "xxx", "todo")
+#: Shortest credential accepted (Grafana's and Mage's tokens are far longer).
+MIN_CREDENTIAL_LENGTH = 16
+
+
+class ConfigurationError(RuntimeError):
+    """The receiver refuses to start: a setting is missing or unsafe."""
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, "").strip() or default
+
+
+def _optional(name: str) -> str | None:
+    return os.environ.get(name, "").strip() or None
+
+
+def _is_placeholder(value: str) -> bool:
+    lowered = value.strip().lower()
+    return (
+        any(marker in lowered for marker in ("change_me", "changeme", "change-me", "<", ">"))
+        or lowered in PLACEHOLDERS
+    )
+
+
+def check_credential(name: str, value: str | None, required: bool = False) -> None:
+    """A credential is absent (when allowed) or real: long enough and no placeholder."""
+    if value is None:
+        if required:
+            raise ConfigurationError(f"{name} is not set")
+        return
+    if _is_placeholder(value):
+        raise ConfigurationError(f"{name} is a placeholder ({value!r}): set a real secret")
+    if len(value) < MIN_CREDENTIAL_LENGTH:
+        raise ConfigurationError(f"{name} is shorter than {MIN_CREDENTIAL_LENGTH} characters")
+
+
+def _mage_database_url() -> str:
+    """Mage's own database: MAGE_DATABASE_CONNECTION_URL, else its SQLite file for `mlops`."""
+    given = _optional("MAGE_DATABASE_CONNECTION_URL")
+    if given:
+        return given
+    data_dir = Path(_env("MAGE_DATA_DIR", ".mage_data")).expanduser().resolve()
+    return f"sqlite:///{data_dir / 'mlops' / 'mage-ai.db'}"
+
+
+@dataclass(frozen=True)
+class AlertReceiverConfig:
+    """Receiver settings; the platform database comes from `Settings`."""
+
+    token: str | None = None  # ALERT_RECEIVER_TOKEN: Grafana's authorization_credentials
+    hmac_secret: str | None = None  # ALERT_RECEIVER_HMAC_SECRET: Grafana 12's hmacConfig.secret
+    hmac_header: str = "X-Grafana-Alerting-Signature"  # ALERT_RECEIVER_HMAC_HEADER
+    hmac_timestamp_header: str = "X-Grafana-Alerting-Timestamp"  # ALERT_RECEIVER_HMAC_TIMESTAMP_HEADER
+    max_skew_s: float = 300.0  # ALERT_RECEIVER_MAX_SKEW_SECONDS: older signatures are replays
+    admin_token: str | None = None  # ALERT_RECEIVER_ADMIN_TOKEN: GET /alerts
+    max_body_bytes: int = 1024 * 1024  # ALERT_RECEIVER_MAX_BODY_BYTES
+    cooldown_s: float = 3600.0  # RETRAIN_COOLDOWN_SECONDS: after the last started retraining
+    max_runtime_s: float = 7200.0  # RETRAIN_MAX_RUNTIME_SECONDS: older in-flight rows are stale
+    mage_api_url: str = "http://127.0.0.1:6789"  # MAGE_API_URL
+    mage_token: str | None = None  # MAGE_RETRAIN_TRIGGER_TOKEN: the API trigger's token
+    mage_schedule_id: int | None = None  # MAGE_RETRAIN_SCHEDULE_ID: else found in Mage's database
+    mage_database_url: str | None = None  # MAGE_DATABASE_CONNECTION_URL or $MAGE_DATA_DIR/mlops/mage-ai.db
+    mage_pipeline: str = "retrain"
+    mage_trigger_name: str = "retrain_on_alert"  # the trigger's name in triggers.yaml
+    trigger_attempts: int = 3  # MAGE_TRIGGER_ATTEMPTS
+    trigger_backoff_s: float = 1.0  # MAGE_TRIGGER_BACKOFF_SECONDS: doubled after each attempt
+    trigger_timeout_s: float = 10.0  # MAGE_TRIGGER_TIMEOUT_SECONDS: per attempt
+    triggered_by: str = field(default="alert-receiver")
+
+    @classmethod
+    def from_env(cls) -> AlertReceiverConfig:
+        schedule_id = _optional("MAGE_RETRAIN_SCHEDULE_ID")
+        return cls(
+            token=_optional("ALERT_RECEIVER_TOKEN"),
+            hmac_secret=_optional("ALERT_RECEIVER_HMAC_SECRET"),
+            hmac_header=_env("ALERT_RECEIVER_HMAC_HEADER", cls.hmac_header),
+            hmac_timestamp_header=_env("ALERT_RECEIVER_HMAC_TIMESTAMP_HEADER", cls.hmac_timestamp_header),
+            max_skew_s=float(_env("ALERT_RECEIVER_MAX_SKEW_SECONDS", "300")),
+            admin_token=_optional("ALERT_RECEIVER_ADMIN_TOKEN"),
+            max_body_bytes=int(_env("ALERT_RECEIVER_MAX_BODY_BYTES", str(1024 * 1024))),
+            cooldown_s=float(_env("RETRAIN_COOLDOWN_SECONDS", "3600")),
+            max_runtime_s=float(_env("RETRAIN_MAX_RUNTIME_SECONDS", "7200")),
+            mage_api_url=_env("MAGE_API_URL", cls.mage_api_url).rstrip("/"),
+            mage_token=_optional("MAGE_RETRAIN_TRIGGER_TOKEN"),
+            mage_schedule_id=int(schedule_id) if schedule_id else None,
+            mage_database_url=_mage_database_url(),
+            trigger_attempts=int(_env("MAGE_TRIGGER_ATTEMPTS", "3")),
+            trigger_backoff_s=float(_env("MAGE_TRIGGER_BACKOFF_SECONDS", "1")),
+            trigger_timeout_s=float(_env("MAGE_TRIGGER_TIMEOUT_SECONDS", "10")),
+        )
+
+    def validate(self) -> AlertReceiverConfig:
+        """Refuse to run without a real credential for callers and for Mage."""
+        if self.token is None and self.hmac_secret is None:
+            raise ConfigurationError(
+                "no credential configured: set ALERT_RECEIVER_TOKEN (Grafana's Authorization header) "
+                "and/or ALERT_RECEIVER_HMAC_SECRET (Grafana's HMAC signature)"
+            )
+        check_credential("ALERT_RECEIVER_TOKEN", self.token)
+        check_credential("ALERT_RECEIVER_HMAC_SECRET", self.hmac_secret)
+        check_credential("ALERT_RECEIVER_ADMIN_TOKEN", self.admin_token)
+        check_credential("MAGE_RETRAIN_TRIGGER_TOKEN", self.mage_token, required=True)
+        if self.max_skew_s <= 0:
+            raise ConfigurationError("ALERT_RECEIVER_MAX_SKEW_SECONDS must be positive")
+        if self.trigger_attempts < 1:
+            raise ConfigurationError("MAGE_TRIGGER_ATTEMPTS must be at least 1")
+        if self.cooldown_s < 0 or self.max_runtime_s <= 0:
+            raise ConfigurationError("RETRAIN_COOLDOWN_SECONDS >= 0 and RETRAIN_MAX_RUNTIME_SECONDS > 0")
+        return self
