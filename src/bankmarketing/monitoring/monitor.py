@@ -158,7 +158,11 @@ def log_periods(settings: Settings, model_name: str, options: MonitorOptions) ->
             prediction_log.c.features,
             prediction_outcome.c.subscribed,
         )
-        .select_from(prediction_log.outerjoin(prediction_outcome))
+        .select_from(
+            prediction_log.outerjoin(
+                prediction_outcome, prediction_outcome.c.request_id == prediction_log.c.request_id
+            )
+        )
         .where(
             (prediction_log.c.model_name == model_name)
             & (prediction_log.c.at >= since)
@@ -176,8 +180,8 @@ def log_periods(settings: Settings, model_name: str, options: MonitorOptions) ->
     for (start, version), part in logged.groupby(["start", "model_version"], sort=True):
         features = pd.DataFrame.from_records(part["features"].tolist(), columns=list(FEATURES))
         frame = features.assign(**{PREDICTION: part[PREDICTION].to_numpy()})
-        if part["subscribed"].notna().all():
-            frame[TARGET] = part["subscribed"].astype(int).to_numpy()
+        if part["subscribed"].notna().any():  # outcomes known so far; the rest stay empty
+            frame[TARGET] = part["subscribed"].map({True: 1.0, False: 0.0}).to_numpy(dtype=float)
         start = start.to_pydatetime()
         name = start.strftime("%Y-%m-%dT%H" if options.granularity == "hour" else "%Y-%m-%d")
         periods.append(

@@ -1,0 +1,105 @@
+"""The predictor's own log as the current data: predictions, late outcomes, then `monitor`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from bankmarketing.data.prepare import current_manifest, read_split
+from bankmarketing.data.schema import FEATURES
+from bankmarketing.database import engine_for, monitoring_drift, monitoring_performance, prediction_outcome
+from bankmarketing.monitoring.outcomes import load_outcomes
+from tests.conftest import mage_run
+
+pytestmark = pytest.mark.integration
+
+
+def _customers(frame: pd.DataFrame) -> list[dict]:
+    return frame[list(FEATURES)].to_dict("records")  # native Python values, as JSON clients send
+
+
+def test_logged_predictions_with_late_outcomes_are_monitored_per_day(
+    app_factory, served, postgres_url, tmp_path
+):
+    settings = served[0]
+    url = postgres_url("monitoring_log")
+    app = app_factory(settings={"database_url": url})
+    client = app.test_client()
+    june = read_split(current_manifest(settings), "jun").head(300).reset_index(drop=True)
+    for batch in range(3):
+        part = june.iloc[batch * 100 : (batch + 1) * 100]
+        reply = client.post(
+            "/predict/batch", json={"customers": _customers(part)}, headers={"X-Request-ID": f"june-{batch}"}
+        )
+        assert reply.status_code == 200, reply.get_json()
+    app.extensions["bankmarketing"]["predictions"].close()  # write what is queued
+
+    # outcomes arrive later, for the first two batches only
+    outcomes = pd.DataFrame(
+        {
+            "request_id": [f"june-{i // 100}:{i % 100}" for i in range(200)],
+            "subscribed": june["y"].head(200),
+        }
+    )
+    outcomes.to_csv(tmp_path / "outcomes.csv", index=False)
+    monitored = replace(settings, database_url=url)
+    assert load_outcomes(monitored, tmp_path / "outcomes.csv") == {"loaded": 200, "matched_predictions": 200}
+
+    now = dt.datetime.now(dt.UTC)
+    window = {
+        "since": (now - dt.timedelta(days=1)).isoformat(),
+        "until": (now + dt.timedelta(hours=1)).isoformat(),
+    }
+    result = mage_run(monitored, "monitor", {"source": "log", "alert": False, **window})
+    assert result.returncode == 0, " ".join((result.stdout + result.stderr).split())[-3000:]
+
+    engine = engine_for(url)
+    with engine.connect() as connection:
+        drift = connection.execute(sa.select(monitoring_drift)).mappings().all()
+        performance = connection.execute(sa.select(monitoring_performance)).mappings().all()
+    (today,) = drift  # one day, one model version
+    assert (today["source"], today["rows"], today["enough_rows"]) == ("log", 300, True)
+    assert today["period"] == dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
+    assert today["prediction_drift_score"] is not None and today["drifted_columns"] >= 1  # June is not May
+    assert sum(r["labelled_rows"] for r in performance) == 200
+    assert sum(r["positives"] for r in performance) == int((june["y"].head(200) == "yes").sum())
+
+
+def test_bad_outcome_files_name_the_row_and_load_nothing(settings, tmp_path):
+    path = tmp_path / "outcomes.csv"
+    path.write_text("request_id,subscribed,observed_at\na,yes,2026-01-02\nb,maybe,\n,no,\na,no,yesterday\n")
+    with pytest.raises(Exception) as error:
+        load_outcomes(settings, path)
+    message = str(error.value)
+    assert "row 3: subscribed is 'maybe', expected yes or no" in message
+    assert "row 4: request_id must be 1-64 characters" in message
+    assert "row 5: request_id 'a' appears twice" in message
+    assert "row 5: observed_at 'yesterday' is not a date-time" in message
+    with engine_for(settings.platform_database_url).connect() as connection:
+        assert connection.execute(sa.select(sa.func.count()).select_from(prediction_outcome)).scalar() == 0
+
+
+def test_reloading_an_outcome_replaces_it(settings, tmp_path):
+    path = tmp_path / "outcomes.csv"
+    path.write_text("request_id,subscribed\nr1,yes\nr2,no\n")
+    assert load_outcomes(settings, path) == {"loaded": 2, "matched_predictions": 0}
+    path.write_text("request_id,subscribed\nr1,no\n")
+    load_outcomes(settings, path)
+    with engine_for(settings.platform_database_url).connect() as connection:
+        rows = dict(
+            connection.execute(
+                sa.select(prediction_outcome.c.request_id, prediction_outcome.c.subscribed)
+            ).all()
+        )
+    assert rows == {"r1": False, "r2": False}
+
+
+def test_a_file_without_the_columns_is_refused(settings, tmp_path):
+    path = tmp_path / "outcomes.csv"
+    path.write_text("id,outcome\n1,yes\n")
+    with pytest.raises(Exception, match=r"lacks column\(s\) \['request_id', 'subscribed'\]"):
+        load_outcomes(settings, path)
