@@ -19,7 +19,7 @@ include .env
 export
 endif
 
-.PHONY: help setup mlflow mlflow-stop prepare train deploy test-model rollback serve ui build-predictor demo mage-ui test test-fast lint bench clean
+.PHONY: help setup mlflow mlflow-stop prepare train deploy test-model rollback monitor outcomes retrain serve receiver ui build-predictor demo mage-ui test test-fast lint bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -64,9 +64,21 @@ test-model: setup mlflow ## run the Mage `test` pipeline: production model on th
 rollback: setup mlflow ## move the `production` alias back to `previous` (audited)
 	$(APP)/bankmarketing rollback
 
+monitor: setup mlflow ## run the Mage `monitor` pipeline: Evidently metrics per period into the database (VARS='{"source": "log"}')
+	$(MAGE)/mage run mlops monitor $(if $(VARS),--runtime-vars '$(VARS)')
+
+outcomes: setup ## load call outcomes of past predictions: make outcomes FILE=outcomes.csv (request_id, subscribed)
+	$(APP)/bankmarketing outcomes --path "$(FILE)"
+
+retrain: setup mlflow ## run the Mage `retrain` pipeline by hand: newest window, train, gate (VARS='{"period": "aug"}')
+	$(MAGE)/mage run mlops retrain $(if $(VARS),--runtime-vars '$(VARS)')
+
 serve: setup ## run the predictor (gunicorn) on http://127.0.0.1:9696, following the `production` alias
 	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/$(RUN_DIR)/prometheus PREDICTOR_HOST=127.0.0.1 \
 	$(APP)/gunicorn -c python:bankmarketing.serving.gunicorn_conf 'bankmarketing.serving.app:create_app()'
+
+receiver: setup ## run the alert receiver (gunicorn) on http://127.0.0.1:9797: Grafana's webhook -> Mage retrain
+	$(APP)/gunicorn -c python:bankmarketing.alerts.gunicorn_conf 'bankmarketing.alerts.app:create_app()'
 
 ui: setup ## run the Streamlit tester on http://127.0.0.1:8501 (calls the predictor at PREDICTOR_URL)
 	$(APP)/streamlit run src/bankmarketing/ui/app.py --server.address 127.0.0.1 --server.headless true

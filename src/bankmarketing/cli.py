@@ -52,6 +52,9 @@ def _stages():
     from bankmarketing.data.prepare import PrepareOptions, prepare
     from bankmarketing.deployment import DeployOptions, RollbackOptions, deploy, rollback
     from bankmarketing.holdout import TestOptions, evaluate_split
+    from bankmarketing.monitoring.monitor import MonitorOptions, monitor_and_alert
+    from bankmarketing.monitoring.outcomes import OutcomesOptions, load_outcomes
+    from bankmarketing.retrain import RetrainOptions, retrain
     from bankmarketing.serving.build_context import PredictorBuildOptions, build_predictor
     from bankmarketing.training.train import TrainOptions, train
 
@@ -64,6 +67,9 @@ def _stages():
         "test": (TestOptions, evaluate_split),
         "score": (BatchOptions, score_file),
         "campaign": (CampaignOptions, campaign),
+        "monitor": (MonitorOptions, monitor_and_alert),
+        "outcomes": (OutcomesOptions, load_outcomes),
+        "retrain": (RetrainOptions, retrain),
     }
 
 

@@ -29,6 +29,7 @@ class Settings:
     mlflow_dir: Path  # MLFLOW_DIR: SQLite file and served artifacts of the local server
     alert_receiver_url: str | None = None  # ALERT_RECEIVER_URL: where `monitor` posts its alert
     alert_receiver_token: str | None = None  # ALERT_RECEIVER_TOKEN: bearer token of the receiver
+    alert_receiver_hmac_secret: str | None = None  # ALERT_RECEIVER_HMAC_SECRET: signs what monitor posts
 
     @property
     def platform_database_url(self) -> str:
@@ -49,4 +50,5 @@ class Settings:
             mlflow_dir=Path(_env("MLFLOW_DIR", "mlruns")),
             alert_receiver_url=os.environ.get("ALERT_RECEIVER_URL", "").strip() or None,
             alert_receiver_token=os.environ.get("ALERT_RECEIVER_TOKEN", "").strip() or None,
+            alert_receiver_hmac_secret=os.environ.get("ALERT_RECEIVER_HMAC_SECRET", "").strip() or None,
         )

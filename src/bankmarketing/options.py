@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, TypeVar, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
@@ -17,14 +18,29 @@ class StageOptions(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _split_comma_lists(cls, values: Any) -> Any:
-        """Mage's UI and the CLI give lists as 'a,b,c'."""
+        """Mage's UI and the CLI give lists as 'a,b,c' and option groups as JSON text."""
         if not isinstance(values, dict):
             return values
         lists = {n for n, f in cls.model_fields.items() if get_origin(f.annotation) is list}
-        return {
-            k: [s.strip() for s in v.split(",") if s.strip()] if k in lists and isinstance(v, str) else v
-            for k, v in values.items()
+        nested = {
+            n
+            for n, f in cls.model_fields.items()
+            if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel)
         }
+        values = dict(values)
+        for name in lists & {k for k, v in values.items() if isinstance(v, str)}:
+            values[name] = [s.strip() for s in values[name].split(",") if s.strip()]
+        for name in nested & {k for k, v in values.items() if isinstance(v, str)}:
+            values[name] = _json_object(name, values[name])
+        return values
+
+
+def _json_object(name: str, text: str) -> Any:
+    """A nested group of options given as JSON text (CLI flags, Mage UI fields)."""
+    try:
+        return json.loads(text) if text.strip() else {}
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{name} must be a JSON object like '{{\"trials\": 5}}': {exc}") from None
 
 
 class OptionsError(ValueError):

@@ -10,13 +10,13 @@ import sqlalchemy as sa
 from pydantic import Field, field_validator
 
 from bankmarketing.config import Settings
-from bankmarketing.data.prepare import PrepareOptions
+from bankmarketing.data.prepare import PrepareOptions, prepare
 from bankmarketing.data.split import REFERENCE_MONTHS
 from bankmarketing.database import engine_for, monitoring_performance
-from bankmarketing.deployment import DeployOptions
+from bankmarketing.deployment import DeployOptions, deploy
 from bankmarketing.monitoring.monitor import LATER_MONTHS
 from bankmarketing.options import StageOptions, only_known
-from bankmarketing.training.train import TrainOptions
+from bankmarketing.training.train import TrainOptions, train
 
 
 class RetrainOptions(StageOptions):
@@ -69,8 +69,9 @@ def prepare_options(settings: Settings, options: RetrainOptions) -> PrepareOptio
 
 def deploy_options(options: RetrainOptions, run_label: str) -> DeployOptions:
     """The gate's options, with who triggered it: the alert when there is one."""
-    alert = f"alert {options.alertname} {options.fingerprint}" if options.fingerprint else None
-    who = options.triggered_by or (f"{run_label} ({alert})" if alert else run_label)
+    who = options.triggered_by or run_label
+    if options.fingerprint:
+        who = f"{who} (alert {options.alertname} {options.fingerprint}, period {options.period})"
     return options.deploy.model_copy(update={"triggered_by": who})
 
 
@@ -81,3 +82,20 @@ def report_status(settings: Settings, retraining_id: int | str | None, status: s
     from bankmarketing.alerts import mark_retraining
 
     mark_retraining(settings, int(retraining_id), status, detail)
+
+
+def retrain(settings: Settings, options: RetrainOptions) -> dict:
+    """Prepare the newest window, train on it and deploy through the gate (the CLI's path)."""
+    report_status(settings, options.retraining_id, "running")
+    try:
+        manifest = prepare(settings, prepare_options(settings, options))
+        trained = train(settings, options.train, manifest)
+        decision = deploy(settings, deploy_options(options, "cli:retrain"))
+    except Exception as exc:
+        report_status(settings, options.retraining_id, "failed", str(exc)[:500])
+        raise
+    report_status(settings, options.retraining_id, "succeeded", f"{decision['action']}: {decision['reason']}")
+    return {
+        "window": manifest["options"]["train_months"],
+        "training_run_id": trained["training_run_id"],
+    } | decision

@@ -8,6 +8,7 @@ Results are upserted by (model, version, period), so a rerun replaces rows, neve
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -248,15 +249,11 @@ def store(
     return {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in summary.items()}
 
 
-def drift_alerts(records: list[dict], threshold: float) -> list[dict]:
-    """The rule Grafana evaluates: prediction drift above the threshold in a period with enough rows."""
-    return [
-        r
-        for r in records
-        if r["enough_rows"]
-        and r["prediction_drift_score"] is not None
-        and r["prediction_drift_score"] > threshold
-    ]
+def drift_rule(records: list[dict], threshold: float) -> dict | None:
+    """Grafana's rule, evaluated here: the newest period with enough rows, if its drift > threshold."""
+    tested = [r for r in records if r["enough_rows"] and r["prediction_drift_score"] is not None]
+    newest = max(tested, key=lambda r: r["period_start"], default=None)
+    return newest if newest and newest["prediction_drift_score"] > threshold else None
 
 
 def _version(client: MlflowClient, name: str, alias: str) -> ModelVersion:
@@ -270,6 +267,11 @@ def _version(client: MlflowClient, name: str, alias: str) -> ModelVersion:
 
 def monitor(settings: Settings, options: MonitorOptions, run_label: str) -> dict:
     """Measure and store every period; return the stored rows and the periods whose alert fires."""
+    if importlib.util.find_spec("evidently") is None:
+        raise DataError(
+            "Evidently is installed in the Mage environment only: run `make monitor` "
+            "or .venv/mage/bin/bankmarketing monitor"
+        )
     mlflow.set_tracking_uri(settings.tracking_uri)
     client = MlflowClient(settings.tracking_uri)
     production = _version(client, settings.model_name, options.alias)
@@ -305,25 +307,25 @@ def monitor(settings: Settings, options: MonitorOptions, run_label: str) -> dict
         "production_version": int(production.version),
         "source": options.source,
         "periods": records,
-        "firing": drift_alerts(records, options.prediction_threshold),
+        "firing": drift_rule(records, options.prediction_threshold),
     }
 
 
-#: The rule's title and labels, the same in Grafana's provisioning and here.
+#: The rule's title and fixed labels, as in grafana/provisioning/alerting/rules.yaml.
 DRIFT_RULE = "Prediction drift"
+DRIFT_RULE_LABELS = {"severity": "warning", "team": "ml-platform"}
 
 
 def post_drift_alert(settings: Settings, options: MonitorOptions, result: dict) -> dict:
-    """Evaluate the drift rule on a monitor result; post Grafana's payload for the newest firing period.
+    """Post Grafana's payload for the period the drift rule fired on, where Grafana is absent.
 
-    The alert's start is the period's end, so rerunning `monitor` on the same data posts the
+    The alert starts at the period's end, so rerunning `monitor` on the same data posts the
     same alert again and the receiver drops it as a duplicate.
     """
-    firing = sorted(result["firing"], key=lambda r: r["period_start"])
-    if not firing:
-        return {"fired": False, "posted": False, "reason": "no period above the threshold"}
-    newest = firing[-1]
-    summary = {"fired": True, "periods": [r["period"] for r in firing]}
+    firing = result["firing"]
+    if firing is None:
+        return {"fired": False, "posted": False, "reason": "the newest tested period is below the threshold"}
+    summary = {"fired": True, "period": firing["period"], "value": firing["prediction_drift_score"]}
     if not options.alert or not settings.alert_receiver_url:
         why = "alert=false" if not options.alert else "ALERT_RECEIVER_URL is not set"
         return summary | {"posted": False, "reason": why}
@@ -333,12 +335,24 @@ def post_drift_alert(settings: Settings, options: MonitorOptions, result: dict) 
         DRIFT_RULE,
         labels={
             "model_name": result["model_name"],
-            "model_version": str(newest["model_version"]),
-            "period": newest["period"],
-            "severity": "warning",
+            "model_version": str(firing["model_version"]),
+            "period": firing["period"],
+            **DRIFT_RULE_LABELS,
         },
-        value=newest["prediction_drift_score"],
-        starts_at=dt.datetime.fromisoformat(newest["period_end"]),
+        value=firing["prediction_drift_score"],
+        starts_at=dt.datetime.fromisoformat(firing["period_end"]),
+        threshold=options.prediction_threshold,
     )
-    reply = post_alert(settings.alert_receiver_url, payload, settings.alert_receiver_token)
-    return summary | {"posted": True, "period": newest["period"], "reply": reply}
+    reply = post_alert(
+        settings.alert_receiver_url,
+        payload,
+        settings.alert_receiver_token,
+        hmac_secret=settings.alert_receiver_hmac_secret,
+    )
+    return summary | {"posted": True, "reply": reply}
+
+
+def monitor_and_alert(settings: Settings, options: MonitorOptions) -> dict:
+    """`monitor` then the drift rule, as the pipeline runs them (the CLI's path)."""
+    result = monitor(settings, options, options.triggered_by or "cli:monitor")
+    return result | {"alert": post_drift_alert(settings, options, result)}

@@ -7,10 +7,19 @@ from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
+from pydantic import Field
 
 from bankmarketing.config import Settings
 from bankmarketing.data import DataError
 from bankmarketing.database import engine_for, prediction_log, prediction_outcome
+from bankmarketing.options import StageOptions
+
+
+class OutcomesOptions(StageOptions):
+    """Parameters of `outcomes`."""
+
+    path: str = Field(description="CSV or Parquet file: request_id, subscribed (yes/no), observed_at")
+
 
 _ANSWERS = {"yes": True, "no": False, "true": True, "false": False, "1": True, "0": False}
 
@@ -54,8 +63,9 @@ def read_outcomes(path: Path) -> pd.DataFrame:
     )
 
 
-def load_outcomes(settings: Settings, path: Path) -> dict:
+def load_outcomes(settings: Settings, path: Path | OutcomesOptions) -> dict:
     """Upsert a file's outcomes (a reloaded request id replaces its outcome) in one transaction."""
+    path = Path(path.path) if isinstance(path, OutcomesOptions) else path
     outcomes = read_outcomes(path)
     now = dt.datetime.now(dt.UTC)
     rows = [
