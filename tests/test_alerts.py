@@ -15,12 +15,10 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -39,75 +37,18 @@ from bankmarketing.alerts import (
 from bankmarketing.alerts.app import create_app
 from bankmarketing.alerts.schemas import GrafanaWebhook
 from bankmarketing.database import alert_event, engine_for, retraining
-from tests.conftest import REPO, free_port
+from tests.conftest import FAKE_MAGE_TOKEN, REPO, free_port
 
 FIXTURES = REPO / "tests/fixtures/grafana"
 TOKEN = "grafana-webhook-token-0123456789"
 HMAC_SECRET = "grafana-hmac-secret-0123456789ab"
 ADMIN = "receiver-admin-token-0123456789"
-MAGE_TOKEN = "mage-trigger-token-0123456789abcdef"
+MAGE_TOKEN = FAKE_MAGE_TOKEN
 SCHEDULE_ID = 7
 
 
 def fixture(name: str) -> dict:
     return json.loads((FIXTURES / f"{name}.json").read_text())
-
-
-class FakeMage:
-    """A local HTTP server answering Mage's API trigger the way Mage does; records each call."""
-
-    def __init__(self, token: str = MAGE_TOKEN):
-        self.token, self.mode, self.calls = token, "ok", []
-        self.lock = threading.Lock()
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                with fake.lock:
-                    fake.calls.append(
-                        {"path": self.path, "authorization": self.headers.get("Authorization"), "body": body}
-                    )
-                    run_id = len(fake.calls)
-                schedule = self.path.split("/")[3]
-                if fake.mode == "empty":
-                    answer = b""
-                elif self.headers.get("Authorization") != f"Bearer {fake.token}":
-                    error = {"code": 500, "exception": f"Invalid token for pipeline schedule ID {schedule}."}
-                    answer = json.dumps({"error": error}).encode()
-                else:
-                    variables = json.loads(body)["pipeline_run"]["variables"]
-                    run = {"id": run_id, "pipeline_uuid": "retrain", "pipeline_schedule_id": int(schedule)}
-                    answer = json.dumps(
-                        {"pipeline_run": {**run, "status": "initial", "variables": variables}}
-                    )
-                    answer = answer.encode()
-                self.send_response(200)  # Mage answers 200 even when it refuses
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def variables(self, index: int = 0) -> dict:
-        return json.loads(self.calls[index]["body"])["pipeline_run"]["variables"]
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def mage():
-    server = FakeMage()
-    yield server
-    server.stop()
 
 
 def receiver_config(mage_url: str, **overrides) -> AlertReceiverConfig:
