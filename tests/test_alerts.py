@@ -575,6 +575,10 @@ def test_a_real_mage_server_creates_a_retrain_run_for_an_alert(settings, tmp_pat
                 runs = connection.execute(
                     "SELECT id, pipeline_uuid, pipeline_schedule_id, variables FROM pipeline_run"
                 ).fetchall()
+            # the run fails in its first block (no data here): the failure callback tells the receiver
+            deadline = time.monotonic() + 180
+            while rows(settings, retraining)[0]["status"] != "failed" and time.monotonic() < deadline:
+                time.sleep(2)
         finally:
             os.killpg(process.pid, signal.SIGTERM)
             try:
@@ -588,3 +592,5 @@ def test_a_real_mage_server_creates_a_retrain_run_for_an_alert(settings, tmp_pat
     assert variables["retraining_id"] == result["retraining_id"] and variables["period"] == "jul"
     [row] = rows(settings, retraining)
     assert row["mage_pipeline_run_id"] == run_id and row["mage_schedule_id"] == schedule_id
+    assert row["status"] == "failed", (row, (tmp_path / "mage.log").read_text()[-3000:])
+    assert "no-data.csv" in row["detail"]  # the error of the failed block

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import replace
 
 import pytest
+import sqlalchemy as sa
 from mlflow import MlflowClient
 
+from bankmarketing.alerts import AlertReceiverConfig, grafana_payload
+from bankmarketing.alerts.app import create_app
 from bankmarketing.data.prepare import PrepareOptions, current_manifest, prepare
 from bankmarketing.data.split import REFERENCE_MONTHS
+from bankmarketing.database import engine_for, retraining
 from bankmarketing.deployment import DeployOptions, audit_trail, deploy
 from bankmarketing.options import OptionsError, parse_options
 from bankmarketing.retrain import RetrainOptions, window_months
 from bankmarketing.training.train import TrainOptions, train
-from tests.conftest import mage_run, settings_for
+from tests.conftest import FakeMage, mage_run, settings_for
+
+RECEIVER_TOKEN = "receiver-token-for-retrain-0123456789"
+NOW = dt.datetime(2026, 11, 20, 8, 0, tzinfo=dt.UTC)
 
 SMALL_TRAIN = {
     "candidates": "logistic_regression,xgboost",
@@ -101,3 +109,37 @@ def test_a_failed_retrain_leaves_production_and_the_prepared_data_alone(in_produ
     assert "june" in " ".join((result.stdout + result.stderr).split())
     assert client.get_model_version_by_alias(settings.model_name, "production").version == before
     assert current_manifest(settings)["prepared_id"] == prepared
+
+
+def _alert_variables(settings, mage) -> dict:
+    """Post a firing alert to the real receiver app; return the variables it sent to Mage."""
+    config = AlertReceiverConfig(
+        token=RECEIVER_TOKEN, mage_api_url=mage.url, mage_token=mage.token, mage_schedule_id=1
+    )
+    client = create_app(settings, config).test_client()
+    payload = grafana_payload(
+        "Prediction drift", {"model_name": settings.model_name, "period": "jun"}, 0.3, NOW
+    )
+    reply = client.post("/alerts", json=payload, headers={"Authorization": f"Bearer {RECEIVER_TOKEN}"})
+    assert reply.get_json()["results"][0]["decision"] == "started"
+    return mage.variables()
+
+
+def _retraining_status(settings, retraining_id: int) -> tuple[str, str]:
+    with engine_for(settings.platform_database_url).connect() as connection:
+        query = sa.select(retraining.c.status, retraining.c.detail).where(retraining.c.id == retraining_id)
+        return tuple(connection.execute(query).one())
+
+
+@pytest.mark.integration
+def test_the_receivers_variables_start_a_retrain_that_reports_its_end(in_production):
+    mage = FakeMage()
+    try:
+        variables = _alert_variables(in_production, mage)
+    finally:
+        mage.stop()
+    result = mage_run(in_production, "retrain", variables | {"train": SMALL_TRAIN})
+    assert result.returncode == 0, " ".join((result.stdout + result.stderr).split())[-3000:]
+    status, detail = _retraining_status(in_production, variables["retraining_id"])
+    assert status == "succeeded" and detail.split(":")[0] in {"promote", "refuse"}
+    assert current_manifest(in_production)["options"]["train_months"] == [*REFERENCE_MONTHS, "jun"]

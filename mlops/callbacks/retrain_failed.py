@@ -1,4 +1,7 @@
-"""retrain · on failure of any block: end the receiver's in-flight retraining as failed."""
+"""retrain · on failure of any block: end the receiver's in-flight retraining as failed.
+
+Mage runs callbacks for runs of its scheduler (API triggers, the UI), not for `mage run`.
+"""
 
 from bankmarketing.config import Settings
 from bankmarketing.retrain import report_status
@@ -9,6 +12,7 @@ if "on_failure" not in globals():
 
 @on_failure
 def retrain_failed(*args, **kwargs):
-    # read the id alone: the failure may be the variables themselves
-    detail = f"block {kwargs.get('block_uuid')} failed"
-    report_status(Settings.from_env(), kwargs.get("retraining_id"), "failed", detail)
+    error = kwargs.get("__error")
+    detail = f"{type(error).__name__}: {error}" if error else "a block failed"
+    # read the id alone: the failure may be in the variables themselves
+    report_status(Settings.from_env(), kwargs.get("retraining_id"), "failed", detail[:1000])

@@ -68,6 +68,7 @@ MAGE_KWARGS = frozenset(
         "pipeline_run_id",
         "logger",
         "retry",
+        "trigger_name",
         "variables",
     }
 )
