@@ -77,7 +77,7 @@ serve: setup ## run the predictor (gunicorn) on http://127.0.0.1:9696, following
 	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/$(RUN_DIR)/prometheus PREDICTOR_HOST=127.0.0.1 \
 	$(APP)/gunicorn -c python:bankmarketing.serving.gunicorn_conf 'bankmarketing.serving.app:create_app()'
 
-receiver: setup ## run the alert receiver (gunicorn) on http://127.0.0.1:9797: Grafana's webhook -> Mage retrain
+receiver: setup ## run the alert receiver (gunicorn) on http://127.0.0.1:6790: Grafana's webhook -> Mage retrain
 	$(APP)/gunicorn -c python:bankmarketing.alerts.gunicorn_conf 'bankmarketing.alerts.app:create_app()'
 
 ui: setup ## run the Streamlit tester on http://127.0.0.1:8501 (calls the predictor at PREDICTOR_URL)

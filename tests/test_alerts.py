@@ -573,7 +573,12 @@ def test_a_real_mage_server_creates_a_retrain_run_for_an_alert(settings, tmp_pat
             assert result["decision"] == "started", (result, (tmp_path / "mage.log").read_text()[-3000:])
             with sqlite3.connect(mage_db) as connection:
                 runs = connection.execute(
-                    "SELECT id, pipeline_uuid, pipeline_schedule_id, variables FROM pipeline_run"
+                    "SELECT id, pipeline_uuid, pipeline_schedule_id, variables FROM pipeline_run "
+                    "WHERE pipeline_uuid = 'retrain'"
+                ).fetchall()
+                monitor_schedules = connection.execute(
+                    "SELECT schedule_type, schedule_interval, status, variables FROM pipeline_schedule "
+                    "WHERE pipeline_uuid = 'monitor'"
                 ).fetchall()
             # the run fails in its first block (no data here): the failure callback tells the receiver
             deadline = time.monotonic() + 180
@@ -590,6 +595,10 @@ def test_a_real_mage_server_creates_a_retrain_run_for_an_alert(settings, tmp_pat
     assert pipeline == "retrain" and run_schedule == schedule_id
     variables = json.loads(variables)
     assert variables["retraining_id"] == result["retraining_id"] and variables["period"] == "jul"
+    # the daily monitor trigger of mlops/pipelines/monitor/triggers.yaml was synced as well
+    [(kind, interval, status, monitor_variables)] = monitor_schedules
+    assert (kind.lower(), interval, status.lower()) == ("time", "@daily", "active")
+    assert json.loads(monitor_variables)["source"] == "log"
     [row] = rows(settings, retraining)
     assert row["mage_pipeline_run_id"] == run_id and row["mage_schedule_id"] == schedule_id
     assert row["status"] == "failed", (row, (tmp_path / "mage.log").read_text()[-3000:])

@@ -5,7 +5,7 @@ ALERT_RECEIVER_WORKERS. A worker may wait on Mage's retries, hence the longer ti
 
 import os
 
-bind = f"{os.environ.get('ALERT_RECEIVER_HOST', '127.0.0.1')}:{os.environ.get('ALERT_RECEIVER_PORT', '9797')}"
+bind = f"{os.environ.get('ALERT_RECEIVER_HOST', '127.0.0.1')}:{os.environ.get('ALERT_RECEIVER_PORT', '6790')}"
 workers = int(os.environ.get("ALERT_RECEIVER_WORKERS", "2"))
 worker_class = "sync"
 timeout = 90
