@@ -19,6 +19,9 @@ include .env
 export
 endif
 
+# CI/CD targets used by .github/workflows (images, drift check, release).
+-include .ci/targets.mk
+
 .PHONY: help setup mlflow mlflow-stop prepare train deploy test-model rollback monitor outcomes retrain serve receiver ui build-predictor demo mage-ui test test-fast lint bench clean
 
 help: ## list the targets
