@@ -70,7 +70,9 @@ def summary(result: dict, variables: dict) -> dict:
         "posted": alert.get("posted", False),
     }
     out["title"] = (
-        f"Prediction drift: {out['model_name']} v{out['model_version']}, period {out['period']}" if fired else ""
+        f"Prediction drift: {out['model_name']} v{out['model_version']}, period {out['period']}"
+        if fired
+        else ""
     )
     return out
 
@@ -85,7 +87,8 @@ def issue_body(result: dict, facts: dict, run_url: str | None) -> str:
         "",
         "| | |",
         "|---|---|",
-        f"| period | `{facts['period']}` ({firing.get('period_start', '?')} – {firing.get('period_end', '?')}) |",
+        f"| period | `{facts['period']}` "
+        f"({firing.get('period_start', '?')} – {firing.get('period_end', '?')}) |",
         f"| rows | {firing.get('rows', '?')} |",
         f"| prediction drift (normed Wasserstein) | {value:.4f} |",
         f"| PSI of the score | {firing.get('prediction_psi', '?')} |",
@@ -93,9 +96,9 @@ def issue_body(result: dict, facts: dict, run_url: str | None) -> str:
         f"| missing values share | {firing.get('missing_values_share', '?')} |",
         f"| posted to the alert receiver | {facts['posted']} |",
         "",
-        "What to do: docs/runbook.md, section \"An alert fired\" — check the Grafana dashboard "
-        "\"Bank marketing monitoring\" at this period, then the retraining "
-        "(`make retrain VARS='{\"period\": \"" + str(facts["period"]) + "\"}'` or the Retrain workflow).",
+        'What to do: docs/runbook.md, section "An alert fired" — check the Grafana dashboard '
+        '"Bank marketing monitoring" at this period, then the retraining '
+        '(`make retrain VARS=\'{"period": "' + str(facts["period"]) + "\"}'` or the Retrain workflow).",
     ]
     if run_url:
         lines += ["", f"Workflow run (the monitor's JSON result is attached as an artifact): {run_url}"]

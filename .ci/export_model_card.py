@@ -24,6 +24,7 @@ from mlflow.exceptions import MlflowException
 from bankmarketing.config import Settings
 
 CARD = "model_card.md"
+FACT_TAGS = {"candidate", "data_version", "prepared_id", "threshold", "git_commit"}
 
 
 def export(settings: Settings, alias: str, output_dir: Path) -> dict:
@@ -38,7 +39,10 @@ def export(settings: Settings, alias: str, output_dir: Path) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         try:
             path = download_artifacts(
-                run_id=version.run_id, artifact_path=CARD, dst_path=scratch, tracking_uri=settings.tracking_uri
+                run_id=version.run_id,
+                artifact_path=CARD,
+                dst_path=scratch,
+                tracking_uri=settings.tracking_uri,
             )
             card = Path(path).read_text()
         except (MlflowException, OSError):
@@ -54,7 +58,7 @@ def export(settings: Settings, alias: str, output_dir: Path) -> dict:
     (output_dir / CARD).write_text(card if card.endswith("\n") else card + "\n")
     facts = {
         "model_name": settings.model_name,
-        "version": version.version,
+        "version": str(version.version),
         "alias": alias,
         "aliases": sorted(getattr(version, "aliases", []) or []),
         "run_id": version.run_id,
@@ -62,7 +66,8 @@ def export(settings: Settings, alias: str, output_dir: Path) -> dict:
         "tags": {
             k: v
             for k, v in sorted(version.tags.items())
-            if k.startswith("test_") or k in {"candidate", "data_version", "prepared_id", "threshold", "git_commit"}
+            if k.startswith("test_")
+            or k in {"candidate", "data_version", "prepared_id", "threshold", "git_commit"}
         },
     }
     (output_dir / "model_version.json").write_text(json.dumps(facts, indent=2) + "\n")

@@ -8,7 +8,7 @@ reaches a shell unchecked.
 Inputs (all optional): RETRAIN_ADD_MONTHS (comma-separated jun..nov), RETRAIN_CANDIDATES
 (comma-separated candidate names), RETRAIN_TRIALS (int ≥ 1), RETRAIN_TIMEOUT_S (number > 0),
 RETRAIN_MARGIN (number ≥ 0), RETRAIN_METRIC (pr_auc, roc_auc, f1, lift_top_decile),
-RETRAIN_TRIGGERED_BY. The pipeline's first block checks them again (names and values).
+RETRAIN_TRIGGERED_BY (letters, digits, spaces, _ . : / @ [ ] -). The pipeline's first block checks them again (names and values).
 Standard library only.
 """
 
@@ -22,7 +22,7 @@ import sys
 MONTHS = ("jun", "jul", "aug", "sep", "oct", "nov")
 METRICS = ("pr_auc", "roc_auc", "f1", "lift_top_decile")
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-WHO = re.compile(r"^[A-Za-z0-9_.:/@ -]{1,120}$")
+WHO = re.compile(r"^[A-Za-z0-9_.:/@\[\] -]{1,120}$")
 
 
 def _list(text: str, what: str, allowed=None) -> list[str]:
