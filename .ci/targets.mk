@@ -3,7 +3,7 @@
 
 DOCKER ?= docker
 IMAGE_PREFIX ?= bankmarketing
-IMAGE_TAG ?= local
+IMAGE_TAG ?= latest
 PREDICTOR_CONTEXT ?= build/predictor
 RELEASE_DIR ?= build/release
 SMOKE_TIMEOUT ?= 300
@@ -37,7 +37,7 @@ smoke-app: ## start the app image (MLflow server) and wait for its health check
 
 smoke-mage: ## start the Mage image and wait for its health check (/api/status)
 	DOCKER=$(DOCKER) bash .ci/smoke_image.sh $(IMAGE_PREFIX)-mage:$(IMAGE_TAG) $(SMOKE_TIMEOUT) \
-	  -e MAGE_DATA_DIR=/home/mage/.mage_data -p 127.0.0.1:16789:6789
+	  -p 127.0.0.1:16789:6789
 
 smoke-predictor: ## start the predictor image with the registry unreachable (its cached model), wait for /ready, score docs/example-customer.json
 	DOCKER=$(DOCKER) SMOKE_PROBE='curl -fsS http://127.0.0.1:19696/predict -H "Content-Type: application/json" -d @docs/example-customer.json' \
