@@ -7,8 +7,8 @@ VENV := .venv
 APP := $(VENV)/app/bin
 MAGE := $(VENV)/mage/bin
 export MAGE_DATA_DIR ?= $(CURDIR)/.mage_data
-export MLFLOW_TRACKING_URI ?= http://127.0.0.1:5000
 export MLFLOW_PORT ?= 5000
+export MLFLOW_TRACKING_URI ?= http://127.0.0.1:$(MLFLOW_PORT)
 # libgomp's busy-waiting threads crawl when both cores are shared (HistGradientBoosting,
 # XGBoost): yield instead of spinning.
 export OMP_WAIT_POLICY ?= PASSIVE
@@ -22,10 +22,10 @@ endif
 # CI/CD targets used by .github/workflows (images, drift check, release).
 -include .ci/targets.mk
 
-.PHONY: help setup mlflow mlflow-stop prepare train deploy test-model rollback monitor outcomes retrain serve receiver ui build-predictor demo mage-ui test test-fast lint bench clean
+.PHONY: help setup up down mlflow mlflow-stop prepare train deploy test-model rollback monitor outcomes retrain serve receiver ui build-predictor demo mage-ui test test-fast lint bench clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(VENV)/app/.installed: requirements.txt constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)/app
@@ -45,6 +45,12 @@ $(VENV)/mage/.installed: requirements-mage.txt constraints.txt pyproject.toml
 	touch $@
 
 setup: $(VENV)/app/.installed $(VENV)/mage/.installed ## create both Python environments (app and Mage)
+
+up: setup ## start the local stack (MLflow, Mage, predictor, alert receiver, Streamlit) with honcho; wait until healthy
+	@$(APP)/python -m bankmarketing.services up
+
+down: ## stop the local stack started by `make up` (no process is left behind)
+	@$(APP)/python -m bankmarketing.services down
 
 mlflow: setup ## start the MLflow tracking server in the background (if not already up)
 	@$(APP)/python -m bankmarketing.services start mlflow

@@ -12,6 +12,8 @@ if "data_loader" not in globals():
 def measure_periods(*args, **kwargs):
     options = parse_options(MonitorOptions, kwargs)  # bad runtime variables stop here
     result = monitor(Settings.from_env(), options, options.triggered_by or mage_run_label("monitor", kwargs))
+    if not result["periods"]:
+        print(f"nothing to measure: no {options.source} periods for {result['model_name']}")
     for p in result["periods"]:
         marked = "" if p["enough_rows"] else f"  (fewer than {p['min_rows']} rows: not tested)"
         score = "-" if p["prediction_drift_score"] is None else f"{p['prediction_drift_score']:.3f}"

@@ -274,8 +274,8 @@ def monitor(settings: Settings, options: MonitorOptions, run_label: str) -> dict
         )
     mlflow.set_tracking_uri(settings.tracking_uri)
     client = MlflowClient(settings.tracking_uri)
-    production = _version(client, settings.model_name, options.alias)
     if options.source == "batch":
+        production = _version(client, settings.model_name, options.alias)
         periods = batch_periods(settings, production, options.periods)
     else:
         periods = log_periods(settings, settings.model_name, options)
@@ -304,7 +304,7 @@ def monitor(settings: Settings, options: MonitorOptions, run_label: str) -> dict
         )
     return {
         "model_name": settings.model_name,
-        "production_version": int(production.version),
+        "versions": sorted(references),
         "source": options.source,
         "periods": records,
         "firing": drift_rule(records, options.prediction_threshold),

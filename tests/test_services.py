@@ -1,0 +1,246 @@
+"""The local stack: `make up` starts every service healthy, real browsers use the UIs, `make down` cleans up.
+
+Chromium is Debian's (/usr/bin/chromium) driven by Playwright; screenshots go to images/.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from bankmarketing.data.prepare import PrepareOptions, current_manifest, prepare, read_split
+from bankmarketing.data.schema import FEATURES
+from bankmarketing.deployment import DeployOptions, deploy
+from bankmarketing.services import STACK, STACK_MARKER, health_urls, local_secrets, stack_environment
+from bankmarketing.training.train import TrainOptions, train
+from tests.conftest import REPO, free_port, settings_for
+
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+IMAGES = REPO / "images"
+PIPELINES = ("prepare", "train", "deploy", "test", "monitor", "retrain")
+
+
+def test_local_secrets_are_generated_once_and_kept(tmp_path):
+    first = local_secrets({}, tmp_path)
+    assert sorted(first) == sorted(
+        [
+            "ALERT_RECEIVER_TOKEN",
+            "MAGE_RETRAIN_TRIGGER_TOKEN",
+            "PREDICTOR_ADMIN_TOKEN",
+            "DEFAULT_OWNER_PASSWORD",
+            "MAGE_JWT_SECRET",
+        ]
+    )
+    assert all(len(value) >= 32 for value in first.values())
+    assert local_secrets({}, tmp_path) == first  # the same on the next `make up`
+    assert (tmp_path / "local-secrets.env").stat().st_mode & 0o077 == 0
+    given = local_secrets({"ALERT_RECEIVER_TOKEN": "from-the-environment-0123456789"}, tmp_path)
+    assert "ALERT_RECEIVER_TOKEN" not in given  # the environment wins
+
+
+def test_a_placeholder_secret_stops_the_stack(tmp_path):
+    with pytest.raises(SystemExit, match="ALERT_RECEIVER_TOKEN still set to CHANGE_ME"):
+        local_secrets({"ALERT_RECEIVER_TOKEN": "CHANGE_ME"}, tmp_path)
+
+
+def test_every_procfile_process_has_a_health_check():
+    names = [
+        line.split(":", 1)[0] for line in (REPO / "Procfile").read_text().splitlines() if line[:1].isalpha()
+    ]
+    env = stack_environment(REPO, {"STACK_RUN_DIR": "/tmp/unused"} | dict(os.environ))
+    assert tuple(names) == STACK and set(health_urls(env)) == set(STACK)
+
+
+def _make(target: str, env: dict, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["make", "--no-print-directory", target],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _alive_with_marker(marker: str) -> list[int]:
+    """Live (not zombie) processes carrying the stack's marker."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if f"{STACK_MARKER}={marker}".encode() in environ and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, data_csv):
+    """`make up` on free ports and temporary state, a promoted model in its registry; `make down` after."""
+    root = tmp_path_factory.mktemp("stack")
+    ports = {
+        name: str(free_port()) for name in ("MLFLOW", "MAGE", "PREDICTOR", "ALERT_RECEIVER", "STREAMLIT")
+    }
+    model = f"stack-{uuid.uuid4().hex[:6]}"
+    env = {
+        **os.environ,
+        **{f"{name}_PORT": port for name, port in ports.items()},
+        "STACK_RUN_DIR": str(root / "run"),
+        "MLFLOW_DIR": str(root / "mlruns"),
+        "MAGE_DATA_DIR": str(root / "mage"),
+        "BANK_DATA_DIR": str(root / "data"),
+        "BANK_DATA_PATH": str(data_csv),
+        "MODEL_NAME": model,
+        "MLFLOW_EXPERIMENT": model,
+        "PREDICTOR_POLL_SECONDS": "2",
+        "PREDICTOR_CACHE_DIR": str(root / "predictor-cache"),
+    }
+    for name in (
+        "MLFLOW_TRACKING_URI",
+        "PREDICTOR_URL",
+        "ALERT_RECEIVER_URL",
+        "MAGE_API_URL",
+        "DATABASE_URL",
+    ):
+        env.pop(name, None)
+    started = time.monotonic()
+    result = _make("up", env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    up_seconds = time.monotonic() - started
+    marker = (root / "run/stack.pid").read_text().split()[1]
+    service_env = stack_environment(REPO, env)
+    try:
+        settings = settings_for(root, data_csv, service_env["MLFLOW_TRACKING_URI"], model)
+        prepare(settings, PrepareOptions())
+        train(
+            settings,
+            TrainOptions(candidates=["logistic_regression"], trials=1, cv_folds=2, importance_rows=300),
+        )
+        deploy(settings, DeployOptions(predictor_dir=str(root / "predictor")))
+        _wait_ready(service_env["PREDICTOR_URL"])
+        yield {"env": env, "service_env": service_env, "settings": settings, "up_seconds": up_seconds}
+    finally:
+        down = _make("down", env, timeout=120)
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert "the stack is down" in down.stdout
+        assert _alive_with_marker(marker) == [], "make down left processes behind"
+
+
+def _wait_ready(predictor_url: str, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{predictor_url}/ready", timeout=2) as reply:
+                if json.loads(reply.read())["ready"]:
+                    return
+        except OSError:
+            pass
+        time.sleep(1)
+    raise AssertionError("the predictor never loaded the production model")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+            ],
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, accept_downloads=True)
+    yield context.new_page()
+    context.close()
+
+
+@pytest.mark.integration
+def test_make_up_starts_every_service_healthy(stack):
+    for name, url in health_urls(stack["service_env"]).items():
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            assert reply.status == 200, name
+
+
+@pytest.mark.integration
+def test_the_mage_ui_lists_the_six_pipelines(stack, page):
+    env = stack["service_env"]
+    page.set_viewport_size({"width": 1400, "height": 2600})  # the list shows each description in full
+    page.goto(f"{env['MAGE_API_URL']}/sign-in", wait_until="networkidle")
+    page.get_by_placeholder("Email").fill(env["DEFAULT_OWNER_EMAIL"])
+    page.get_by_placeholder("Password").fill(env["DEFAULT_OWNER_PASSWORD"])
+    page.get_by_role("button", name="Sign into Mage").click()
+    page.wait_for_url("**/overview**", timeout=60_000)
+    page.goto(f"{env['MAGE_API_URL']}/pipelines", wait_until="networkidle")
+    for name in PIPELINES:
+        page.get_by_text(name, exact=True).wait_for(state="attached", timeout=60_000)
+    page.screenshot(path=str(IMAGES / "mage-pipelines.png"))
+
+
+@pytest.mark.integration
+def test_the_mlflow_ui_shows_the_production_alias(stack, page):
+    env, settings = stack["service_env"], stack["settings"]
+    page.goto(f"{env['MLFLOW_TRACKING_URI']}/#/models/{settings.model_name}", wait_until="networkidle")
+    page.get_by_text("@ production").first.wait_for(timeout=60_000)
+    page.screenshot(path=str(IMAGES / "mlflow-registered-model.png"))
+
+
+def _streamlit(page, env) -> None:
+    page.goto(f"http://{env['STREAMLIT_HOST']}:{env['STREAMLIT_PORT']}", wait_until="networkidle")
+    page.get_by_text("Term-deposit predictor").first.wait_for(timeout=60_000)
+
+
+@pytest.mark.integration
+def test_the_streamlit_form_returns_a_probability_from_the_predictor(stack, page):
+    _streamlit(page, stack["service_env"])
+    page.get_by_role("button", name="Score").click()
+    metric = page.get_by_test_id("stMetric").filter(has_text="Probability of subscribing")
+    metric.wait_for(timeout=60_000)
+    value = metric.get_by_test_id("stMetricValue").inner_text()
+    assert value.endswith("%") and 0 < float(value.rstrip(" %")) < 100
+    page.get_by_text(f"{stack['settings'].model_name} v").first.wait_for()
+    page.screenshot(path=str(IMAGES / "streamlit-score-customer.png"), full_page=True)
+
+
+@pytest.mark.integration
+def test_the_streamlit_csv_page_returns_a_scored_file(stack, page, tmp_path):
+    customers = read_split(current_manifest(stack["settings"]), "test").head(25)
+    upload = tmp_path / "customers.csv"
+    customers.to_csv(upload, index=False)
+    _streamlit(page, stack["service_env"])
+    page.get_by_text("Score a file", exact=True).click()
+    page.locator("input[type=file]").set_input_files(str(upload))
+    page.get_by_text("Scored 25 customers").wait_for(timeout=60_000)
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download the scored CSV").click()
+    scored = tmp_path / "scored.csv"
+    download.value.save_as(scored)
+    with open(scored) as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 25 and {"probability", "decision", "rank", "model_version", *FEATURES} <= set(rows[0])
+    assert all(0 <= float(r["probability"]) <= 1 for r in rows)
+    page.screenshot(path=str(IMAGES / "streamlit-score-file.png"), full_page=True)
