@@ -130,8 +130,14 @@ def test_alert_rule_shape():
     assert rule["noDataState"] == "OK" and rule["execErrState"] == "Error" and rule["for"] == "0s"
     assert rule["labels"].keys() >= {"severity", "team"}
     assert rule["annotations"].keys() >= {"summary", "description", "runbook_url"}
-    assert "#runbook-prediction-drift" in rule["annotations"]["runbook_url"]
-    assert "## Runbook: prediction drift" in (GRAFANA / "README.md").read_text()
+    page, anchor = rule["annotations"]["runbook_url"].split("#")
+    headings = (GRAFANA.parent / page).read_text().splitlines()
+    anchors = {
+        re.sub(r"[^a-z0-9 -]", "", h.lstrip("#").strip().lower()).replace(" ", "-")
+        for h in headings
+        if h.startswith("## ")
+    }
+    assert anchor in anchors  # the on-call runbook's section for this alert
     query = alert_query(rule)
     assert query["datasourceUid"] == "monitoring-postgres" == query["model"]["datasource"]["uid"]
     assert query["model"]["format"] == "table" and query["model"]["refId"] == "A"

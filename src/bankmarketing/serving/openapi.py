@@ -57,7 +57,26 @@ def openapi_document(max_batch: int) -> dict[str, Any]:
                     },
                 }
             },
-            "/health": {"get": {"summary": "The process is alive", "responses": text}},
+            "/health": {
+                "get": {
+                    "summary": "The process is alive",
+                    "responses": {
+                        "200": {
+                            "description": "alive",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "properties": {"status": {"type": "string", "enum": ["alive"]}},
+                                        "required": ["status"],
+                                    },
+                                    "example": {"status": "alive"},
+                                }
+                            },
+                        }
+                    },
+                }
+            },
             "/ready": {
                 "get": {
                     "summary": "A model is loaded (and from where)",
