@@ -18,6 +18,12 @@ ifneq (,$(wildcard .env))
 include .env
 export
 endif
+# While `make up` runs: how to reach its services (URLs, the receiver's token).
+STACK_RUN_DIR ?= $(RUN_DIR)
+ifneq (,$(wildcard $(STACK_RUN_DIR)/stack.env))
+include $(STACK_RUN_DIR)/stack.env
+export
+endif
 
 # CI/CD targets used by .github/workflows (images, drift check, release).
 -include .ci/targets.mk
@@ -95,7 +101,7 @@ ui: setup ## run the Streamlit tester on http://127.0.0.1:8501 (calls the predic
 build-predictor: setup mlflow ## write (and build, if Docker runs) the predictor image context in build/predictor
 	$(APP)/bankmarketing build-predictor
 
-demo: setup mlflow ## prepare, train, deploy (gate + predictor context) and test through Mage; print where to look
+demo: setup up ## start the local stack, then prepare, train, deploy and test through Mage; ends with the model served
 	@start=$$(date +%s); \
 	$(MAGE)/mage run mlops prepare && \
 	$(MAGE)/mage run mlops train $(if $(VARS),--runtime-vars '$(VARS)') && \
@@ -103,7 +109,8 @@ demo: setup mlflow ## prepare, train, deploy (gate + predictor context) and test
 	$(MAGE)/mage run mlops deploy && \
 	$(MAGE)/mage run mlops test && \
 	echo "prepare + train + deploy + test took $$(( $$(date +%s) - start )) s" && \
-	$(APP)/python -m bankmarketing.services summary
+	$(APP)/python -m bankmarketing.services summary && \
+	$(APP)/python -m bankmarketing.services up
 
 mage-ui: setup ## start the Mage UI and scheduler on http://127.0.0.1:6789
 	$(MAGE)/mage start mlops

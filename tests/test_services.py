@@ -120,6 +120,8 @@ def stack(tmp_path_factory, data_csv):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     up_seconds = time.monotonic() - started
     marker = (root / "run/stack.pid").read_text().split()[1]
+    stack_env = (root / "run/stack.env").read_text()  # what `make monitor` & co. read while it runs
+    assert "ALERT_RECEIVER_URL=" in stack_env and "ALERT_RECEIVER_TOKEN=" in stack_env
     service_env = stack_environment(REPO, env)
     try:
         settings = settings_for(root, data_csv, service_env["MLFLOW_TRACKING_URI"], model)
@@ -135,6 +137,7 @@ def stack(tmp_path_factory, data_csv):
         down = _make("down", env, timeout=120)
         assert down.returncode == 0, down.stdout + down.stderr
         assert "the stack is down" in down.stdout
+        assert not (root / "run/stack.env").exists()
         assert _alive_with_marker(marker) == [], "make down left processes behind"
 
 

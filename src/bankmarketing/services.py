@@ -100,8 +100,7 @@ def summary(settings: Settings) -> str:
             f"ROC-AUC {float(v.tags.get('val_roc_auc', 'nan')):.4f}  run {v.run_id}"
             for v in newest
         ),
-        "Mage UI          make mage-ui   then open http://127.0.0.1:6789",
-        "MLflow server    keeps running in the background; stop it with `make mlflow-stop`",
+        "next             make monitor (drift per period), make down (stop the stack)",
     ]
     return "\n".join(lines)
 
@@ -266,7 +265,25 @@ def up(root: Path, timeout_s: float = 240.0) -> str:
             raise SystemExit(
                 f"{name} did not become healthy at {url}; stack stopped. End of {log_path}:\n{tail}"
             )
+    _write_stack_env(folder, env)
     return f"the stack is up (pid {process.pid}, log {log_path})\n" + _where(env)
+
+
+#: What `make` targets run beside the stack need to reach it (read by the Makefile).
+STACK_ENV = (
+    "MLFLOW_TRACKING_URI",
+    "PREDICTOR_URL",
+    "MAGE_API_URL",
+    "ALERT_RECEIVER_URL",
+    "ALERT_RECEIVER_TOKEN",
+    "PREDICTOR_ADMIN_TOKEN",
+)
+
+
+def _write_stack_env(folder: Path, env: dict[str, str]) -> None:
+    path = folder / "stack.env"
+    path.write_text("".join(f"{name}={env[name]}\n" for name in STACK_ENV if env.get(name)))
+    path.chmod(0o600)
 
 
 def _where(env: dict[str, str]) -> str:
@@ -304,6 +321,7 @@ def down(root: Path, timeout_s: float = 30.0) -> str:
         except ProcessLookupError:
             pass
     pid_file.unlink()
+    (pid_file.parent / "stack.env").unlink(missing_ok=True)
     killed = f"; killed {len(leftovers)} that ignored SIGTERM" if leftovers else ""
     return f"the stack is down (pid {pid}){killed}"
 

@@ -83,3 +83,20 @@ def test_without_a_receiver_url_the_firing_rule_is_reported_not_posted(monitored
     result = mage_run(monitored, "monitor", {"periods": ["test", drifting]}, ALERT_RECEIVER_URL="")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "ALERT_RECEIVER_URL is not set" in " ".join(result.stdout.split())
+
+
+def test_an_unreachable_receiver_fails_the_run_clearly_and_keeps_the_metrics(monitored, postgres_url):
+    settings = replace(monitored, database_url=postgres_url("monitoring_unreachable_receiver"))
+    scores = _drift(monitored)
+    drifting = max((m for m in scores if m != "test"), key=scores.get)
+    result = mage_run(
+        settings,
+        "monitor",
+        {"periods": ["test", drifting]},
+        ALERT_RECEIVER_URL="http://127.0.0.1:9/alerts",
+        ALERT_RECEIVER_TOKEN=TOKEN,
+    )
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0
+    assert f"the drift alert for period {drifting} could not reach the alert receiver" in output
+    assert sorted(_drift(settings)) == sorted(["test", drifting])  # measured and stored before the alert

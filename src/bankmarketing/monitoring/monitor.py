@@ -311,6 +311,10 @@ def monitor(settings: Settings, options: MonitorOptions, run_label: str) -> dict
     }
 
 
+class AlertNotDelivered(ConnectionError):
+    """The drift rule fired but the alert receiver did not take the alert."""
+
+
 #: The rule's title and fixed labels, as in grafana/provisioning/alerting/rules.yaml.
 DRIFT_RULE = "Prediction drift"
 DRIFT_RULE_LABELS = {"severity": "warning", "team": "ml-platform"}
@@ -343,12 +347,26 @@ def post_drift_alert(settings: Settings, options: MonitorOptions, result: dict) 
         starts_at=dt.datetime.fromisoformat(firing["period_end"]),
         threshold=options.prediction_threshold,
     )
-    reply = post_alert(
-        settings.alert_receiver_url,
-        payload,
-        settings.alert_receiver_token,
-        hmac_secret=settings.alert_receiver_hmac_secret,
-    )
+    import requests
+
+    try:
+        reply = post_alert(
+            settings.alert_receiver_url,
+            payload,
+            settings.alert_receiver_token,
+            hmac_secret=settings.alert_receiver_hmac_secret,
+        )
+    except requests.RequestException as exc:
+        raise AlertNotDelivered(
+            f"the drift alert for period {firing['period']} could not reach the alert receiver at "
+            f"{settings.alert_receiver_url} ({type(exc).__name__}); the metrics are stored: "
+            "start the receiver (make up) and run monitor again"
+        ) from None
+    if not reply["ok"]:
+        raise AlertNotDelivered(
+            f"the alert receiver at {settings.alert_receiver_url} refused the drift alert: "
+            f"HTTP {reply['status_code']} {reply['body']}"
+        )
     return summary | {"posted": True, "reply": reply}
 
 
