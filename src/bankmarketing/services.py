@@ -158,7 +158,8 @@ def local_secrets(env: dict[str, str], folder: Path) -> dict[str, str]:
 
     A placeholder (CHANGE_ME) is refused: the stack does not start on a known secret.
     """
-    placeholders = [name for name in LOCAL_SECRETS if env.get(name, "").strip() == PLACEHOLDER]
+    checked = (*LOCAL_SECRETS, "ALERT_RECEIVER_HMAC_SECRET")
+    placeholders = [name for name in checked if env.get(name, "").strip() == PLACEHOLDER]
     if placeholders:
         raise SystemExit(
             f"refusing to start: {', '.join(placeholders)} still set to {PLACEHOLDER} (in .env?); "
