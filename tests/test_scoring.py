@@ -166,3 +166,74 @@ def test_fallback_kinds_cannot_explain(pipelines, records):
     with pytest.raises(ExplanationUnavailable, match="'pipeline'.*RandomForestClassifier"):
         scorer.explain(records[:1])
     assert issubclass(ExplanationUnavailable, ValueError)
+
+
+def _booster_and_matrix(pipeline, frame):
+    estimator = pipeline.named_steps["model"].calibrated_classifiers_[0].estimator
+    scorer = Scorer.from_pipeline(pipeline)
+    columns = {field: frame[field].to_numpy() for field in scorer.layout.fields}
+    return estimator, np.ascontiguousarray(scorer.layout.matrix(columns, len(frame)))
+
+
+@pytest.mark.parametrize("method", ["isotonic", "sigmoid"])
+def test_tree_walk_is_the_booster_bit_for_bit_on_every_row(pipelines, frame, method):
+    estimator, X = _booster_and_matrix(pipelines("xgboost", method), frame)
+    X[::7, -1] = np.nan  # day_of_year missing (an unknown month): the default directions
+    booster = estimator.get_booster()
+    walk = scoring.TreeWalk.compile(booster, (0, 0), estimator.missing)
+    assert walk.depth == 4 and len(walk.roots) == PARAMS["xgboost"]["n_estimators"]
+    for predict_type, ours in (("margin", walk.margin), ("value", walk.value)):
+        expected = booster.inplace_predict(X, predict_type=predict_type)
+        np.testing.assert_array_equal(ours(X), expected)
+        np.testing.assert_array_equal(ours(X[:1]), expected[:1])
+
+
+def test_small_batches_are_walked_and_equal_the_pipeline(pipelines, frame, records, monkeypatch):
+    pipeline = pipelines("xgboost")
+    scorer = Scorer.from_pipeline(pipeline)
+    expected = pipeline.predict_proba(frame)[:, 1]
+    calls = []
+    original = xgboost.Booster.inplace_predict
+    monkeypatch.setattr(
+        xgboost.Booster, "inplace_predict", lambda self, *a, **k: calls.append(1) or original(self, *a, **k)
+    )
+    singles = np.concatenate([scorer.score_records(records[i : i + 1]) for i in range(0, len(records), 3)])
+    small = np.concatenate([scorer.score_records(records[i : i + 20]) for i in range(0, len(records), 20)])
+    assert calls == []  # one row and 20 rows never reach the booster
+    np.testing.assert_array_equal(singles, expected[::3])
+    np.testing.assert_array_equal(small, expected)
+    scorer.score_records(records[:5000])
+    assert calls  # a large batch does
+
+
+@pytest.mark.parametrize("missing", [np.nan, 0.0])
+def test_tree_walk_with_missing_values_and_early_stopping(missing):
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(3000, 6)).round(1)
+    X[rng.random(X.shape) < 0.15] = np.nan
+    y = (np.nan_to_num(X[:, 0]) + np.nan_to_num(X[:, 1]) * X[:, 2].round() > 0.3).astype(int)
+    model = xgboost.XGBClassifier(
+        n_estimators=80, max_depth=5, learning_rate=0.3, missing=missing, early_stopping_rounds=5
+    ).fit(X[:2000], y[:2000], eval_set=[(X[2000:], y[2000:])], verbose=False)
+    trees = (0, model.best_iteration + 1)
+    assert trees[1] < 80  # stopped early: the walk must use only the first trees
+    walk = scoring.TreeWalk.compile(model.get_booster(), trees, model.missing)
+    booster = model.get_booster()
+    for predict_type, ours in (("margin", walk.margin), ("value", walk.value)):
+        expected = booster.inplace_predict(
+            X, iteration_range=trees, predict_type=predict_type, missing=missing
+        )
+        np.testing.assert_array_equal(ours(X), expected)
+
+
+def test_a_walk_that_differs_from_the_booster_is_not_used(pipelines, frame, records, monkeypatch):
+    monkeypatch.setattr(scoring, "_expf", lambda: lambda x: float(np.exp(np.float32(x))))  # numpy's rounding
+    with pytest.raises(scoring.Unsupported, match="differ"):
+        estimator, _ = _booster_and_matrix(pipelines("xgboost"), frame.head(10))
+        scoring.TreeWalk.compile(estimator.get_booster(), (0, 0), estimator.missing)
+    pipeline = pipelines("xgboost")
+    scorer = Scorer.from_pipeline(pipeline)  # still the fast path, through the booster
+    assert scorer.fast
+    np.testing.assert_array_equal(
+        [scorer.score_records([r])[0] for r in records[:200]], pipeline.predict_proba(frame.head(200))[:, 1]
+    )
