@@ -28,7 +28,7 @@ from bankmarketing.scoring import ExplanationUnavailable
 from bankmarketing.serving.model_holder import ModelHolder
 from bankmarketing.serving.openapi import openapi_document
 from bankmarketing.serving.prediction_log import PredictionLog
-from bankmarketing.serving.schemas import BatchRequest, PredictRequest, validation_errors
+from bankmarketing.serving.schemas import BatchRequest, PredictRequest, record, validation_errors
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,14 @@ def create_app(
     def parse(model):
         if not request.is_json:
             return None, _error(415, "expected Content-Type: application/json")
+        data = request.get_data()
+        try:  # parse and validate in one pass (pydantic's JSON parser)
+            return model.model_validate_json(data), None
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            if first["type"] != "json_invalid" and (first["loc"] or first["input"] is not None):
+                return None, _error(422, "invalid request", validation_errors(exc))
+        # Not UTF-8 JSON, or null: Flask's JSON parser decides, as it always did.
         body = request.get_json(silent=True)
         if body is None:
             return None, _error(400, "the body is not valid JSON")
@@ -180,13 +188,26 @@ def create_app(
     def _start_timer():
         request.environ["bankmarketing.start"] = time.perf_counter()
 
+    counted: dict[tuple[str, int], tuple] = {}  # (endpoint, status) -> its metric children
+    logged = [-1, -1]  # the prediction log's written and dropped counts last published
+
     @app.after_request
     def _observe(response):
+        elapsed = time.perf_counter() - request.environ["bankmarketing.start"]
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        metrics.requests.labels(endpoint, str(response.status_code)).inc()
-        metrics.latency.labels(endpoint).observe(time.perf_counter() - request.environ["bankmarketing.start"])
-        metrics.log_written.set(predictions.written)
-        metrics.log_dropped.set(predictions.dropped)
+        key = (endpoint, response.status_code)
+        children = counted.get(key)
+        if children is None:
+            children = counted[key] = (
+                metrics.requests.labels(endpoint, str(response.status_code)),
+                metrics.latency.labels(endpoint),
+            )
+        children[0].inc()
+        children[1].observe(elapsed)
+        if logged[0] != predictions.written or logged[1] != predictions.dropped:
+            logged[:] = predictions.written, predictions.dropped
+            metrics.log_written.set(logged[0])
+            metrics.log_dropped.set(logged[1])
         return response
 
     @app.errorhandler(HTTPException)
@@ -206,7 +227,7 @@ def create_app(
         body, failure = parse(PredictRequest)
         if failure:
             return failure
-        result, failure = score([body.customer.model_dump()], body.explain, request_id)
+        result, failure = score([record(body.customer)], body.explain, request_id)
         if failure:
             return failure
         model, probabilities, decisions, contributions = result
@@ -234,7 +255,7 @@ def create_app(
                 f"batch of {len(body.customers)} customers; at most {config.max_batch}",
                 [{"field": "customers", "message": f"at most {config.max_batch} items"}],
             )
-        records = [c.model_dump() for c in body.customers]
+        records = [record(c) for c in body.customers]
         result, failure = score(records, body.explain, request_id)
         if failure:
             return failure

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import collections
 import logging
-import queue
 import threading
-import time
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,10 +15,12 @@ log = logging.getLogger(__name__)
 
 
 class PredictionLog:
-    """A bounded queue drained by one thread that inserts rows in batches.
+    """A bounded in-memory queue drained by one thread that inserts rows in batches.
 
-    Requests never wait on the database: `append` only enqueues. When the database is down
-    the writer keeps the rows and retries; rows beyond `capacity` are counted as dropped.
+    Requests never wait on the database: `append` only adds to a deque (no lock, no wake-up of
+    the writer per row; the writer wakes every `flush_interval_s`, or at once when a batch is
+    full). When the database is down the writer keeps the rows and retries; rows beyond
+    `capacity` are counted as dropped.
     """
 
     def __init__(
@@ -30,8 +31,9 @@ class PredictionLog:
         flush_interval_s: float = 0.5,
     ):
         self.database_url = database_url
-        self.batch_size, self.flush_interval_s = batch_size, flush_interval_s
-        self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=capacity)
+        self.capacity, self.batch_size, self.flush_interval_s = capacity, batch_size, flush_interval_s
+        self._rows: collections.deque[dict[str, Any]] = collections.deque()
+        self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.written = 0
@@ -45,28 +47,29 @@ class PredictionLog:
         return self
 
     def append(self, rows: list[dict[str, Any]]) -> None:
-        for row in rows:
-            try:
-                self._queue.put_nowait(row)
-            except queue.Full:
-                self.dropped += 1
+        room = self.capacity - len(self._rows)
+        if len(rows) > room:
+            self.dropped += len(rows) - max(room, 0)
+            rows = rows[: max(room, 0)]
+        self._rows.extend(rows)  # deque operations are atomic: the writer pops concurrently
+        if len(self._rows) >= self.batch_size and not self._wake.is_set():
+            self._wake.set()
 
     def _take(self, pending: list[dict[str, Any]]) -> None:
-        deadline = time.monotonic() + self.flush_interval_s
-        while len(pending) < self.batch_size:
-            timeout = deadline - time.monotonic()
-            if timeout <= 0:
-                break
-            try:
-                pending.append(self._queue.get(timeout=timeout))
-            except queue.Empty:
-                break
+        for _ in range(min(self.batch_size - len(pending), len(self._rows))):
+            pending.append(self._rows.popleft())
 
     def _run(self) -> None:
         pending: list[dict[str, Any]] = []
-        while not (self._stop.is_set() and self._queue.empty() and not pending):
+        while True:
+            if not pending and len(self._rows) < self.batch_size and not self._stop.is_set():
+                self._wake.wait(self.flush_interval_s)
+                self._wake.clear()
+            stopping = self._stop.is_set()
             self._take(pending)
             if not pending:
+                if stopping:
+                    return
                 continue
             try:
                 with engine_for(self.database_url).begin() as connection:
@@ -78,10 +81,11 @@ class PredictionLog:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("prediction log write failed (%d rows kept): %s", len(pending), exc)
                 if self._stop.wait(1.0):
-                    break
+                    return
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Write what is queued, then stop."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout_s)

@@ -85,6 +85,12 @@ class ErrorBody(BaseModel):
     detail: list[dict[str, Any]] = []
 
 
+def record(customer: BaseModel) -> dict[str, Any]:
+    """A validated customer as a plain dict: `model_dump()` for this flat model of ints and
+    strings, without its per-call serializer overhead."""
+    return dict(customer.__dict__)
+
+
 def validation_errors(exc) -> list[dict[str, Any]]:
     """pydantic errors as [{field, message}], the field as a dotted path (customers.3.age)."""
     return [
