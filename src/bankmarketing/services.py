@@ -257,15 +257,18 @@ def up(root: Path, timeout_s: float = 240.0) -> str:
     pid_file.write_text(f"{process.pid} {marker}")
     deadline = time.monotonic() + timeout_s
     for name, url in urls.items():
-        if (
-            not wait_until_healthy(url, timeout_s=max(1.0, deadline - time.monotonic()))
-            or process.poll() is not None
-        ):
+        while process.poll() is None and time.monotonic() < deadline:
+            if wait_until_healthy(url, timeout_s=2):
+                break
+        else:
             tail = log_path.read_text(errors="replace")[-3000:]
             down(root)
-            raise SystemExit(
-                f"{name} did not become healthy at {url}; stack stopped. End of {log_path}:\n{tail}"
+            why = (
+                f"a process of the stack exited (honcho then stops them all) before {name} was healthy"
+                if process.poll() is not None
+                else f"{name} did not become healthy at {url} within {timeout_s:.0f} s"
             )
+            raise SystemExit(f"{why}; stack stopped. End of {log_path}:\n{tail}")
     _write_stack_env(folder, env)
     return f"the stack is up (pid {process.pid}, log {log_path})\n" + _where(env)
 
