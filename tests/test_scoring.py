@@ -181,7 +181,7 @@ def test_tree_walk_is_the_booster_bit_for_bit_on_every_row(pipelines, frame, met
     X[::7, -1] = np.nan  # day_of_year missing (an unknown month): the default directions
     booster = estimator.get_booster()
     walk = scoring.TreeWalk.compile(booster, (0, 0), estimator.missing)
-    assert walk.depth == 4 and len(walk.roots) == PARAMS["xgboost"]["n_estimators"]
+    assert walk.depth == 4 and walk.trees == PARAMS["xgboost"]["n_estimators"]
     for predict_type, ours in (("margin", walk.margin), ("value", walk.value)):
         expected = booster.inplace_predict(X, predict_type=predict_type)
         np.testing.assert_array_equal(ours(X), expected)

@@ -45,15 +45,26 @@ VERIFY_ROWS, VERIFY_TOLERANCE = 64, 1e-9
 WALK_MAX_VISITS = 32_768
 
 
-def _day_of_year(columns: Columns) -> np.ndarray:
-    months = columns["month"]
+def _day_of_year(columns: Columns) -> np.ndarray | list[float]:
+    months, days = columns["month"], columns["day_of_week"]
+    if isinstance(months, list):  # records: the same float64 arithmetic, without numpy calls
+        return [
+            (MONTH_NUMBER.get(m, math.nan) - 1) * 31 + float(d) for m, d in zip(months, days, strict=True)
+        ]
     month = np.fromiter(map(MONTH_NUMBER.get, months, repeat(np.nan)), np.float64, len(months))
-    return (month - 1) * 31 + np.asarray(columns["day_of_week"], dtype=np.float64)
+    return (month - 1) * 31 + np.asarray(days, dtype=np.float64)
+
+
+def _contacted_before(columns: Columns) -> np.ndarray | list[float]:
+    pdays = columns["pdays"]
+    if isinstance(pdays, list):
+        return [float(p != -1) for p in pdays]
+    return (np.asarray(pdays) != -1).astype(np.float64)
 
 
 #: `features.add_engineered`, column by column: name -> (raw fields it derives from, values).
-ENGINEERED: dict[str, tuple[tuple[str, ...], Callable[[Columns], np.ndarray]]] = {
-    "contacted_before": (("pdays",), lambda c: (np.asarray(c["pdays"]) != -1).astype(np.float64)),
+ENGINEERED: dict[str, tuple[tuple[str, ...], Callable[[Columns], Any]]] = {
+    "contacted_before": (("pdays",), _contacted_before),
     "day_of_year": (("month", "day_of_week"), _day_of_year),
 }
 
@@ -170,6 +181,8 @@ class Layout:
 
     def matrix(self, columns: Columns, rows: int) -> np.ndarray:
         """The float64 model matrix, exactly as the fitted ColumnTransformer builds it."""
+        if rows == 1:
+            return self._row(columns)
         X = np.zeros((rows, self.width + 1))  # the last column collects unknown categories
         if self.onehot:
             index = np.fromiter(  # unknown categories stay all zero (handle_unknown="ignore")
@@ -187,6 +200,22 @@ class Layout:
             values = np.array([get(columns) for _, get in self.dense], np.float64)
             X[:, self.dense_columns] = (values.T - self.means) / self.scales
         return X[:, : self.width]
+
+    def _row(self, columns: Columns) -> np.ndarray:
+        """`matrix` for one row in plain Python floats (the same float64 arithmetic), one array."""
+        x = [0.0] * self.width
+        for field, codes in self.onehot:
+            column = codes.get(columns[field][0])
+            if column is not None:
+                x[column] = 1.0
+        for get, column, mean, scale in self._scalar_dense:
+            x[column] = (float(get(columns)[0]) - mean) / scale
+        return np.array([x])
+
+    @functools.cached_property
+    def _scalar_dense(self) -> list[tuple[Callable[[Columns], Any], int, float, float]]:
+        columns, means, scales = self.dense_columns.tolist(), self.means.tolist(), self.scales.tolist()
+        return [(get, *rest) for (_, get), *rest in zip(self.dense, columns, means, scales, strict=True)]
 
 
 @dataclass(frozen=True)
@@ -237,7 +266,8 @@ def _calibration(calibrator: Any) -> Callable[[np.ndarray], np.ndarray]:
     def isotonic(T: np.ndarray) -> np.ndarray:  # IsotonicRegression._transform
         T = np.asarray(T, dtype=dtype)
         if linear is not None:
-            return linear(np.clip(T, low, high)).astype(dtype, copy=False)
+            # np.clip's ufunc, without the wrapper's argument checks (~2 us a call)
+            return linear(np.minimum(np.maximum(T, low), high)).astype(dtype, copy=False)
         return interpolate(np.clip(T, low, high) if clip else T).astype(dtype)
 
     return isotonic
@@ -284,9 +314,13 @@ def _expf() -> Callable[[float], float]:
 
 def _xgboost_sigmoid(margin: np.ndarray) -> np.ndarray:
     """`xgboost::common::Sigmoid` in float32: 1 / (expf(min(-x, 88.7)) + 1 + 1e-16)."""
-    exponent = np.minimum(-margin, np.float32(88.7))
+    one, eps, cap = np.float32(1.0), np.float32(1e-16), np.float32(88.7)
+    if len(margin) == 1:  # numpy float32 scalars: the same float32 operations, fewer calls
+        e = np.float32(_expf()(float(min(-margin[0], cap))))  # min() is std::min: NaN stays
+        return np.array([one / (e + one + eps)], np.float32)
+    exponent = np.minimum(-margin, cap)
     e = np.fromiter(map(_expf(), exponent.tolist()), np.float32, len(exponent))
-    return np.float32(1.0) / (e + np.float32(1.0) + np.float32(1e-16))
+    return one / (e + one + eps)
 
 
 @dataclass(frozen=True)
@@ -298,19 +332,23 @@ class TreeWalk:
     way, the leaf values add up in float32 from the base margin in tree order, and the logistic
     transform calls the C library's expf. `compile` checks all of that bit for bit against the
     booster. States are 2 x node index, so `child[state + goes_right]` is the next state;
-    leaves point to themselves, so every tree can take `depth` steps.
+    leaves point to themselves, so every tree can take `depth` steps. The base margin is a
+    one-leaf tree in front of the others.
     """
 
-    roots: np.ndarray  # the state of each tree's root, in tree order
+    roots: np.ndarray  # the state of each tree's root, in tree order, after the base margin's
     feature: np.ndarray  # by state: the column a split reads (0 at leaves)
     threshold: np.ndarray  # by state: the split condition, float32
     default_right: np.ndarray  # by state: missing values go right
     child: np.ndarray  # by state + goes_right: the next state
     leaf: np.ndarray  # by state: the leaf value, float32 (0 at splits)
     depth: int
-    base_margin: np.float32
     missing: float
     width: int
+
+    @property
+    def trees(self) -> int:
+        return len(self.roots) - 1
 
     @property
     def visits_per_row(self) -> int:
@@ -330,7 +368,7 @@ class TreeWalk:
         last = len(indptr) - 1 if last == 0 else last
         trees = model["trees"][indptr[first] : indptr[last]]
         _require(all(t == 0 for t in model["tree_info"]), "several output groups")
-        sizes = [len(tree["left_children"]) for tree in trees]
+        sizes = [1] + [len(tree["left_children"]) for tree in trees]  # node 0: the base margin
         starts = np.concatenate([[0], np.cumsum(sizes, dtype=np.intp)])
         nodes = int(starts[-1])
         feature = np.zeros(2 * nodes, np.intp)
@@ -339,7 +377,7 @@ class TreeWalk:
         child = np.zeros(2 * nodes, np.intp)
         leaf = np.zeros(2 * nodes, np.float32)
         depth = 0
-        for tree, start in zip(trees, starts[:-1], strict=True):
+        for tree, start in zip(trees, starts[1:-1], strict=True):
             _require(not any(tree["split_type"]) and not tree["categories"], "categorical splits")
             _require(int(tree["tree_param"].get("size_leaf_vector", "1")) <= 1, "vector leaves")
             left, right = np.array(tree["left_children"]), np.array(tree["right_children"])
@@ -360,6 +398,7 @@ class TreeWalk:
         width = int(learner["learner_model_param"]["num_feature"])
         zeroed = _zero_leaves(document)  # base_score through the objective's link, exactly:
         base = zeroed.inplace_predict(np.zeros((1, width)), iteration_range=(0, 1), predict_type="margin")
+        leaf[0] = base[0]  # a leaf pointing to itself (child is 0), first in every sum
         walk = cls(
             roots=2 * starts[:-1],
             feature=feature,
@@ -368,7 +407,6 @@ class TreeWalk:
             child=child,
             leaf=leaf,
             depth=depth,
-            base_margin=np.float32(base[0]),
             missing=float(missing),
             width=width,
         )
@@ -394,10 +432,8 @@ class TreeWalk:
             if has_missing:
                 goes_right |= np.isnan(values) & self.default_right.take(state)
             state = self.child.take(state + goes_right)
-        sums = np.empty((rows, trees + 1), np.float32)
-        sums[:, 0] = self.base_margin
-        sums[:, 1:] = self.leaf.take(state).reshape(rows, trees)
-        return np.cumsum(sums, axis=1)[:, -1]  # sequential float32 sums, as the booster adds
+        leaves = self.leaf.take(state)  # sequential float32 sums, as the booster adds:
+        return np.cumsum(leaves)[-1:] if rows == 1 else np.cumsum(leaves.reshape(rows, trees), axis=1)[:, -1]
 
     def value(self, X: np.ndarray) -> np.ndarray:
         """The booster's `predict_type="value"`: the probability, float32, shape (n,)."""
