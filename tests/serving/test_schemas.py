@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from bankmarketing.data.schema import CATEGORIES, FEATURES
-from bankmarketing.serving.schemas import PredictRequest
+from bankmarketing.serving.schemas import PredictRequest, record
 from tests.conftest import REPO
 
 EXAMPLE = json.loads((REPO / "docs/example-customer.json").read_text())
@@ -25,3 +25,8 @@ def test_every_allowed_category_is_accepted_and_nothing_else():
             PredictRequest.model_validate({"customer": EXAMPLE["customer"] | {field: value}})
         with pytest.raises(ValidationError):
             PredictRequest.model_validate({"customer": EXAMPLE["customer"] | {field: value.upper() + "?"}})
+
+
+def test_record_is_model_dump():
+    request = PredictRequest.model_validate_json(json.dumps(EXAMPLE))
+    assert record(request.customer) == request.customer.model_dump() == EXAMPLE["customer"]

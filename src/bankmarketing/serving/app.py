@@ -9,11 +9,11 @@ import atexit
 import datetime as dt
 import gc
 import hmac
+import json
 import logging
 import os
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,6 +107,22 @@ class _Metrics:
         return generate_latest(self.registry)
 
 
+def _answer(body: dict) -> Response:
+    """What `jsonify` sends (compact, sorted keys, a final newline) for plain JSON values,
+    without its provider's per-call lookups."""
+    return Response(_dumps(body) + "\n", mimetype="application/json")
+
+
+_dumps = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+
+
+def _request_id() -> str:
+    """`uuid.uuid4().hex` (random, version 4), without building a UUID object."""
+    value = bytearray(os.urandom(16))
+    value[6], value[8] = (value[6] & 0x0F) | 0x40, (value[8] & 0x3F) | 0x80
+    return value.hex()
+
+
 def _error(status: int, message: str, detail: list | None = None):
     return jsonify({"error": message, "detail": detail or []}), status
 
@@ -157,14 +173,14 @@ def create_app(
         model = holder.current  # one reference for the whole request: swaps never split it
         if model is None:
             return None, _error(503, "no model loaded yet: the registry has no production version")
-        probabilities = model.scorer.score_records(records)
+        scores = model.scorer.score_records(records)
         contributions = None
         if explain:
             try:
                 contributions = model.scorer.explain(records)
             except ExplanationUnavailable as exc:
                 return None, _error(422, str(exc), [{"field": "explain", "message": str(exc)}])
-        decisions = probabilities >= model.threshold
+        probabilities, decisions = scores.tolist(), (scores >= model.threshold).tolist()  # Python values
         metrics.rows.inc(len(records))
         if config.log_predictions:
             now = dt.datetime.now(dt.UTC)
@@ -175,8 +191,8 @@ def create_app(
                         "at": now,
                         "model_name": model.name,
                         "model_version": int(model.version),
-                        "score": float(p),
-                        "decision": bool(d),
+                        "score": p,
+                        "decision": d,
                         "features": r,
                     }
                     for i, (r, p, d) in enumerate(zip(records, probabilities, decisions, strict=True))
@@ -223,7 +239,7 @@ def create_app(
 
     @app.post("/predict")
     def predict():
-        request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+        request_id = request.headers.get("X-Request-ID") or _request_id()
         body, failure = parse(PredictRequest)
         if failure:
             return failure
@@ -233,7 +249,7 @@ def create_app(
         model, probabilities, decisions, contributions = result
         answer = {
             "request_id": request_id,
-            "probability": float(probabilities[0]),
+            "probability": probabilities[0],
             "decision": "call" if decisions[0] else "skip",
             "threshold": model.threshold,
             "model_name": model.name,
@@ -241,11 +257,11 @@ def create_app(
         }
         if contributions is not None:
             answer["contributions"] = contributions[0]
-        return jsonify(answer)
+        return _answer(answer)
 
     @app.post("/predict/batch")
     def predict_batch():
-        request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+        request_id = request.headers.get("X-Request-ID") or _request_id()
         body, failure = parse(BatchRequest)
         if failure:
             return failure
@@ -261,13 +277,13 @@ def create_app(
             return failure
         model, probabilities, decisions, contributions = result
         rows = [
-            {"probability": float(p), "decision": "call" if d else "skip"}
+            {"probability": p, "decision": "call" if d else "skip"}
             for p, d in zip(probabilities, decisions, strict=True)
         ]
         if contributions is not None:
             for row, contribution in zip(rows, contributions, strict=True):
                 row["contributions"] = contribution
-        return jsonify(
+        return _answer(
             {
                 "request_id": request_id,
                 "model_name": model.name,

@@ -27,7 +27,7 @@ class PredictionLog:
         self,
         database_url: str,
         capacity: int = 100_000,
-        batch_size: int = 1_000,
+        batch_size: int = 5_000,  # SQLite: ~9 us of CPU a row in batches of 5,000, ~11 in 1,000
         flush_interval_s: float = 0.5,
     ):
         self.database_url = database_url
