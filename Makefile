@@ -101,14 +101,18 @@ ui: setup ## run the Streamlit tester on http://127.0.0.1:8501 (calls the predic
 build-predictor: setup mlflow ## write (and build, if Docker runs) the predictor image context in build/predictor
 	$(APP)/bankmarketing build-predictor
 
-demo: setup up ## start the local stack, then prepare, train, deploy and test through Mage; ends with the model served
+demo: setup up ## the local stack, then Mage prepare, train, deploy, test and monitor; ends with the model served
 	@start=$$(date +%s); \
 	$(MAGE)/mage run mlops prepare && \
 	$(MAGE)/mage run mlops train $(if $(VARS),--runtime-vars '$(VARS)') && \
 	echo "prepare + train took $$(( $$(date +%s) - start )) s" && \
 	$(MAGE)/mage run mlops deploy && \
-	$(MAGE)/mage run mlops test && \
+	for split in test validation train; do \
+	  $(MAGE)/mage run mlops test --runtime-vars "{\"split\": \"$$split\"}" || exit 1; \
+	done && \
 	echo "prepare + train + deploy + test took $$(( $$(date +%s) - start )) s" && \
+	$(MAGE)/mage run mlops monitor --runtime-vars '{"alert": false}' && \
+	echo "... + monitor (season scenario) took $$(( $$(date +%s) - start )) s" && \
 	$(APP)/python -m bankmarketing.services summary && \
 	$(APP)/python -m bankmarketing.services up
 
