@@ -132,3 +132,40 @@ def test_parquet_with_empty_categories_scores_them_as_unknown(served, data_csv, 
     filled_scored = pd.read_parquet(tmp_path / "filled-scored.parquet")
     assert not (raw_scored["poutcome"] == "").any()
     pd.testing.assert_frame_equal(raw_scored, filled_scored)
+
+
+def test_parquet_bad_category_names_the_row(served, data_csv, tmp_path):
+    settings = served[0]
+    raw = pd.read_csv(data_csv, keep_default_na=False, nrows=3000).replace("", "unknown")
+    raw.loc[2100, "job"] = "astronaut"
+    raw.to_parquet(tmp_path / "bad.parquet", index=False)
+    options = BatchOptions(
+        input=str(tmp_path / "bad.parquet"), output=str(tmp_path / "out.parquet"), chunk_rows=1000
+    )
+    with pytest.raises(DataError, match=r"row 2102, column 'job': 'astronaut' fails isin"):
+        score_file(settings, options)
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_prefetch_keeps_order_raises_the_producers_error_and_stops_early():
+    from bankmarketing.batch import _prefetched
+
+    assert list(_prefetched(iter(range(100)), depth=3)) == list(range(100))
+
+    def failing():
+        yield 1
+        raise ValueError("broken file")
+
+    with pytest.raises(ValueError, match="broken file"):
+        list(_prefetched(failing()))
+    produced = []
+
+    def endless():
+        for i in range(10**9):
+            produced.append(i)
+            yield i
+
+    for item in _prefetched(endless(), depth=2):
+        if item == 5:
+            break
+    assert len(produced) <= 10  # the producer stopped soon after the consumer left

@@ -237,3 +237,14 @@ def test_a_walk_that_differs_from_the_booster_is_not_used(pipelines, frame, reco
     np.testing.assert_array_equal(
         [scorer.score_records([r])[0] for r in records[:200]], pipeline.predict_proba(frame.head(200))[:, 1]
     )
+
+
+def test_categorical_columns_score_as_their_values(pipelines, frame):
+    pipeline = pipelines("xgboost")
+    scorer = Scorer.from_pipeline(pipeline)
+    rows = frame.head(3000).copy()
+    rows.loc[::7, "month"] = "smarch"  # unseen: no month number, no one-hot column
+    categorical = rows.astype({c: "category" for c in ("job", "marital", "month", "poutcome")})
+    categorical["job"] = categorical["job"].cat.add_categories(["astronaut"])  # an unused category
+    expected = pipeline.predict_proba(rows)[:, 1]
+    np.testing.assert_array_equal(scorer.score_frame(categorical), expected)

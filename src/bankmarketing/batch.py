@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import queue
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import mlflow.sklearn
 import numpy as np
@@ -28,6 +31,7 @@ from bankmarketing.targeting import plan_campaign
 
 log = logging.getLogger(__name__)
 SCORE_COLUMNS = ("probability", "decision", "rank", "model_version")
+T = TypeVar("T")
 
 
 class BatchOptions(StageOptions):
@@ -43,14 +47,18 @@ class BatchOptions(StageOptions):
 
 
 def _chunks(path: Path, rows: int, features_only: bool = False) -> Iterator[pd.DataFrame]:
-    """The file in frames of `rows`; Parquet can skip the columns the model does not read."""
+    """The file in frames of `rows`; Parquet can skip the columns the model does not read, and
+    then reads its text categories as pandas Categoricals (no Python string per value)."""
     if path.suffix == ".parquet":
-        names = pq.ParquetFile(path).schema_arrow.names
-        missing = [c for c in FEATURES if c not in names]
+        schema = pq.ParquetFile(path).schema_arrow
+        missing = [c for c in FEATURES if c not in schema.names]
         if missing:
             raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
         columns = list(FEATURES) if features_only else None
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=rows, columns=columns):
+        textual = [c for c in CATEGORIES if _is_text(schema.field(c).type)] if features_only else None
+        for batch in pq.ParquetFile(path, read_dictionary=textual).iter_batches(
+            batch_size=rows, columns=columns
+        ):
             yield batch.to_pandas()
     elif path.suffix == ".csv":
         yield from pd.read_csv(
@@ -62,6 +70,50 @@ def _chunks(path: Path, rows: int, features_only: bool = False) -> Iterator[pd.D
         )
     else:
         raise DataError(f"{path}: expected a .csv or .parquet file")
+
+
+def _is_text(kind: pa_arrow.DataType) -> bool:
+    return pa_arrow.types.is_string(kind) or pa_arrow.types.is_large_string(kind)
+
+
+def _prefetched(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+    """`items`, produced up to `depth` ahead by a background thread: Parquet decoding and encoding
+    and XGBoost release the GIL, so reading the next chunk overlaps with scoring this one.
+    An exception in the producer is raised here; leaving early stops the producer."""
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop, end = threading.Event(), object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        ready.put((item, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            ready.put((end, None))
+        except BaseException as exc:  # handed to the consumer
+            ready.put((end, exc))
+
+    thread = threading.Thread(target=produce, name="batch-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = ready.get()
+            if item is end:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting to put
+            with contextlib.suppress(queue.Empty):
+                ready.get_nowait()
+            thread.join(0.05)
 
 
 def _scored_frames(
@@ -91,19 +143,19 @@ def _scored_tables(
         table = pa_arrow.Table.from_batches([batch])
         for column in CATEGORIES:
             values = table[column]
-            textual = pa_arrow.types.is_string(values.type) or pa_arrow.types.is_large_string(values.type)
-            if textual and pc.any(pc.equal(values, "")).as_py():
+            if _is_text(values.type) and pc.any(pc.equal(values, "")).as_py():
                 table = table.set_column(
                     table.schema.get_field_index(column),
                     column,
                     pc.if_else(pc.equal(values, ""), MISSING, values),
                 )
         part = scores[offset : offset + len(table)]
+        decision = pc.if_else(pa_arrow.array(part >= threshold), "call", "skip")
         table = (
             table.append_column("probability", pa_arrow.array(part))
-            .append_column("decision", pa_arrow.array(np.where(part >= threshold, "call", "skip")))
+            .append_column("decision", decision)
             .append_column("rank", pa_arrow.array(rank[offset : offset + len(table)]))
-            .append_column("model_version", pa_arrow.array([version] * len(table)))
+            .append_column("model_version", pa_arrow.repeat(pa_arrow.scalar(version), len(table)))
         )
         offset += len(table)
         yield table
@@ -112,7 +164,16 @@ def _scored_tables(
 def _fill_missing_categories(chunk: pd.DataFrame) -> None:
     """Empty categorical fields (UCI's data.csv layout) are the category 'unknown'."""
     for column in CATEGORIES:
-        empty = chunk[column] == ""
+        values = chunk[column]
+        if isinstance(values.dtype, pd.CategoricalDtype):  # per category, not per value
+            if "" in values.cat.categories:
+                chunk[column] = (
+                    values.where(values != "", MISSING)
+                    if MISSING in values.cat.categories
+                    else values.cat.rename_categories({"": MISSING})
+                )
+            continue
+        empty = values == ""
         if empty.any():
             chunk.loc[empty, column] = MISSING
 
@@ -135,6 +196,8 @@ def _checked(chunk: pd.DataFrame, first_line: int, schema: pa.DataFrameSchema, s
     _fill_missing_categories(chunk)
     if _conforms(chunk):
         return chunk
+    categorical = [c for c in CATEGORIES if isinstance(chunk[c].dtype, pd.CategoricalDtype)]
+    chunk = chunk.astype(dict.fromkeys(categorical, object))  # the contract's types, to explain
     try:
         return schema.validate(chunk, lazy=True)
     except pa.errors.SchemaErrors as errors:
@@ -195,7 +258,7 @@ def score_file(settings: Settings, options: BatchOptions) -> dict:
     # Pass 1 validates and scores; pass 2 reads the file again to write it with the ranks,
     # which need every score. Memory: one chunk plus two numbers per row.
     probabilities, line = [], 2
-    for chunk in _chunks(source, options.chunk_rows, features_only=True):
+    for chunk in _prefetched(_chunks(source, options.chunk_rows, features_only=True)):
         chunk = _checked(chunk.reset_index(drop=True), line, schema, source)
         line += len(chunk)
         probabilities.append(scorer.score_frame(chunk))
@@ -208,7 +271,8 @@ def score_file(settings: Settings, options: BatchOptions) -> dict:
     try:
         writer = _Writer(partial)
         scored = _scored_tables if source.suffix == target.suffix == ".parquet" else _scored_frames
-        for part in scored(source, options.chunk_rows, everything, rank, threshold, version.version):
+        parts = scored(source, options.chunk_rows, everything, rank, threshold, version.version)
+        for part in _prefetched(parts):
             writer.write(part)
         writer.close()
         partial.replace(target)

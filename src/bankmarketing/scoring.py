@@ -19,7 +19,7 @@ import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import chain, repeat
+from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
@@ -45,13 +45,27 @@ VERIFY_ROWS, VERIFY_TOLERANCE = 64, 1e-9
 WALK_MAX_VISITS = 32_768
 
 
+def _lookup(values: Any, mapping: Mapping[Any, Any], default: Any, dtype: Any) -> np.ndarray:
+    """`mapping.get(value, default)` for every value; a pandas Categorical looks up its categories
+    once (a missing value, code -1, gets the default)."""
+    if isinstance(values, pd.Categorical):
+        table = np.array([mapping.get(c, default) for c in values.categories] + [default], dtype)
+        return table[values.codes]
+    return np.fromiter(map(mapping.get, values, repeat(default)), dtype, len(values))
+
+
+def _column(series: pd.Series) -> Any:
+    """A frame's column as the scorer reads it: a categorical one stays a Categorical."""
+    return series.array if isinstance(series.dtype, pd.CategoricalDtype) else series.to_numpy()
+
+
 def _day_of_year(columns: Columns) -> np.ndarray | list[float]:
     months, days = columns["month"], columns["day_of_week"]
     if isinstance(months, list):  # records: the same float64 arithmetic, without numpy calls
         return [
             (MONTH_NUMBER.get(m, math.nan) - 1) * 31 + float(d) for m, d in zip(months, days, strict=True)
         ]
-    month = np.fromiter(map(MONTH_NUMBER.get, months, repeat(np.nan)), np.float64, len(months))
+    month = _lookup(months, MONTH_NUMBER, np.nan, np.float64)
     return (month - 1) * 31 + np.asarray(days, dtype=np.float64)
 
 
@@ -185,17 +199,10 @@ class Layout:
             return self._row(columns)
         X = np.zeros((rows, self.width + 1))  # the last column collects unknown categories
         if self.onehot:
-            index = np.fromiter(  # unknown categories stay all zero (handle_unknown="ignore")
-                chain.from_iterable(
-                    map(codes.get, columns[field], repeat(self.width)) for field, codes in self.onehot
-                ),
-                np.intp,
-                rows * len(self.onehot),
+            index = np.stack(  # unknown categories stay all zero (handle_unknown="ignore")
+                [_lookup(columns[field], codes, self.width, np.intp) for field, codes in self.onehot]
             )
-            if rows == 1:
-                X[0, index] = 1.0
-            else:
-                X[np.arange(rows), index.reshape(len(self.onehot), rows)] = 1.0
+            X[np.arange(rows), index] = 1.0
         if self.dense:
             values = np.array([get(columns) for _, get in self.dense], np.float64)
             X[:, self.dense_columns] = (values.T - self.means) / self.scales
@@ -603,7 +610,7 @@ class Scorer:
         """Probability of subscription per row of a frame of raw records, shape (n,)."""
         if not self.fast:
             return self._pipeline_scores(frame)
-        columns = {field: frame[field].to_numpy() for field in self.layout.fields}
+        columns = {field: _column(frame[field]) for field in self.layout.fields}
         return self._score(columns, len(frame))
 
     def margin(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
