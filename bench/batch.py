@@ -24,7 +24,15 @@ import mlflow.sklearn
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from serving import DEFAULT_DATA, MODEL_NAME, mlflow_server, register_model, server_env  # bench/serving.py
+from serving import (  # bench/serving.py
+    DEFAULT_DATA,
+    MODEL_NAME,
+    _client_s,
+    _machine_busy_s,
+    mlflow_server,
+    register_model,
+    server_env,
+)
 
 TARGET_RATIO, TARGET_PEAK_GB = 0.70, 1.5
 
@@ -42,6 +50,21 @@ def write_big_file(source: Path, rows: int, target: Path) -> int:
             writer.write_table(part)
             written += len(part)
     return written
+
+
+class OtherCpu:
+    """Cores used on average by processes other than this one and its children during a run."""
+
+    def __enter__(self) -> OtherCpu:
+        self.start = time.perf_counter(), _machine_busy_s(), _client_s()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        wall, busy, ours = (
+            b - a
+            for a, b in zip(self.start, (time.perf_counter(), _machine_busy_s(), _client_s()), strict=True)
+        )
+        self.cores = max(0.0, busy - ours) / wall
 
 
 def anchor_rows_per_second(tracking_uri: str, source: Path, repeat: int = 20) -> float:
@@ -76,24 +99,26 @@ def main() -> None:
             register_model(root / "work", args.data, uri)
             big = root / "customers.parquet"
             rows = write_big_file(args.data, args.rows, big)
-            anchor = anchor_rows_per_second(uri, args.data)
+            with OtherCpu() as anchor_others:
+                anchor = anchor_rows_per_second(uri, args.data)
             env = server_env(MLFLOW_TRACKING_URI=uri, MODEL_NAME=MODEL_NAME)
             started = time.perf_counter()
-            subprocess.run(
-                [
-                    str(Path(sys.executable).parent / "bankmarketing"),
-                    "score",
-                    "--input",
-                    str(big),
-                    "--output",
-                    str(root / "scored.parquet"),
-                    "--chunk-rows",
-                    str(args.chunk_rows),
-                ],
-                env=env,
-                check=True,
-                stdout=subprocess.DEVNULL,
-            )
+            with OtherCpu() as scoring_others:
+                subprocess.run(
+                    [
+                        str(Path(sys.executable).parent / "bankmarketing"),
+                        "score",
+                        "--input",
+                        str(big),
+                        "--output",
+                        str(root / "scored.parquet"),
+                        "--chunk-rows",
+                        str(args.chunk_rows),
+                    ],
+                    env=env,
+                    check=True,
+                    stdout=subprocess.DEVNULL,
+                )
             seconds = time.perf_counter() - started
             peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2
             scored_rows = pq.ParquetFile(root / "scored.parquet").metadata.num_rows
@@ -108,6 +133,10 @@ def main() -> None:
     )
     print(f"  ratio to anchor  {rate / anchor:.2f}   (target ≥ {TARGET_RATIO:.2f})")
     print(f"  peak memory of the scoring process  {peak_gb:.2f} GB   (target < {TARGET_PEAK_GB} GB)")
+    print(
+        f"  CPU used by other processes: {anchor_others.cores:.2f} cores during the anchor, "
+        f"{scoring_others.cores:.2f} during the scoring (high values make the figures pessimistic)"
+    )
 
 
 if __name__ == "__main__":
