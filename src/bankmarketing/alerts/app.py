@@ -11,7 +11,6 @@ import time
 
 from flask import Flask, Response, jsonify, request
 from pydantic import ValidationError
-from werkzeug.exceptions import HTTPException
 
 from bankmarketing.alerts import store
 from bankmarketing.alerts.config import AlertReceiverConfig
@@ -19,15 +18,12 @@ from bankmarketing.alerts.grafana import sign
 from bankmarketing.alerts.mage import trigger_retrain
 from bankmarketing.alerts.schemas import GrafanaWebhook, validation_errors
 from bankmarketing.config import Settings
+from bankmarketing.web import install_json_errors, json_error
 
 log = logging.getLogger(__name__)
 
 #: Grafana's built-in signature header when a contact point leaves `header` empty.
 GRAFANA_DEFAULT_SIGNATURE_HEADER = "X-Grafana-Alert-Signature"
-
-
-def _error(status: int, message: str, detail: list | None = None):
-    return jsonify({"error": message, "detail": detail or []}), status
 
 
 def _bearer(header: str) -> str | None:
@@ -74,32 +70,27 @@ def create_app(settings: Settings | None = None, config: AlertReceiverConfig | N
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.extensions["alert_receiver"] = {"config": config, "database_url": url}
 
-    @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException):
-        if exc.code == 413:
-            return _error(413, f"request body larger than {config.max_body_bytes} bytes")
-        return _error(exc.code or 500, exc.description or exc.name)
-
-    @app.errorhandler(Exception)
-    def _unexpected(exc: Exception):
-        log.exception("unexpected error")
-        return _error(503, "the receiver could not record the alert; retry later")
+    install_json_errors(
+        app, config.max_body_bytes, 503, "the receiver could not record the alert; retry later", log
+    )
 
     @app.post("/alerts")
     def receive():
         body = request.get_data(cache=True)  # raises 413 beyond MAX_CONTENT_LENGTH
         refused = authenticate(config, request.headers, body)
         if refused:
-            return _error(401, refused)
+            return json_error(401, refused)
         if not request.is_json:
-            return _error(415, "expected Content-Type: application/json")
+            return json_error(415, "expected Content-Type: application/json")
         payload = request.get_json(silent=True)
         if payload is None:
-            return _error(400, "the body is not valid JSON", [{"field": "body", "message": "invalid JSON"}])
+            return json_error(
+                400, "the body is not valid JSON", [{"field": "body", "message": "invalid JSON"}]
+            )
         try:
             webhook = GrafanaWebhook.model_validate(payload)
         except ValidationError as exc:
-            return _error(400, "not a Grafana webhook payload", validation_errors(exc))
+            return json_error(400, "not a Grafana webhook payload", validation_errors(exc))
         results = [handle(alert, webhook.groupKey) for alert in webhook.alerts]
         return jsonify({"received": len(results), "results": results})
 
@@ -151,13 +142,15 @@ def create_app(settings: Settings | None = None, config: AlertReceiverConfig | N
     @app.get("/alerts")
     def listing():
         if not config.admin_token:
-            return _error(403, "listing is disabled: ALERT_RECEIVER_ADMIN_TOKEN is not set")
+            return json_error(403, "listing is disabled: ALERT_RECEIVER_ADMIN_TOKEN is not set")
         if not _same(_bearer(request.headers.get("Authorization", "")), config.admin_token):
-            return _error(401, "missing or wrong admin bearer token")
+            return json_error(401, "missing or wrong admin bearer token")
         try:
             limit = min(max(int(request.args.get("limit", "50")), 1), 500)
         except ValueError:
-            return _error(400, "limit must be an integer", [{"field": "limit", "message": "not an integer"}])
+            return json_error(
+                400, "limit must be an integer", [{"field": "limit", "message": "not an integer"}]
+            )
         return jsonify(store.recent(url, limit))
 
     @app.get("/metrics")

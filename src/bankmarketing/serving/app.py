@@ -21,7 +21,6 @@ import numpy as np
 from flask import Flask, Response, jsonify, request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import ValidationError
-from werkzeug.exceptions import HTTPException
 
 from bankmarketing.config import Settings
 from bankmarketing.scoring import ExplanationUnavailable
@@ -29,6 +28,7 @@ from bankmarketing.serving.model_holder import ModelHolder
 from bankmarketing.serving.openapi import openapi_document
 from bankmarketing.serving.prediction_log import PredictionLog
 from bankmarketing.serving.schemas import BatchRequest, PredictRequest, record, validation_errors
+from bankmarketing.web import install_json_errors, json_error
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +123,6 @@ def _request_id() -> str:
     return value.hex()
 
 
-def _error(status: int, message: str, detail: list | None = None):
-    return jsonify({"error": message, "detail": detail or []}), status
-
-
 def create_app(
     settings: Settings | None = None, config: ServingConfig | None = None, start_threads: bool = True
 ) -> Flask:
@@ -152,34 +148,34 @@ def create_app(
 
     def parse(model):
         if not request.is_json:
-            return None, _error(415, "expected Content-Type: application/json")
+            return None, json_error(415, "expected Content-Type: application/json")
         data = request.get_data()
         try:  # parse and validate in one pass (pydantic's JSON parser)
             return model.model_validate_json(data), None
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
             if first["type"] != "json_invalid" and (first["loc"] or first["input"] is not None):
-                return None, _error(422, "invalid request", validation_errors(exc))
+                return None, json_error(422, "invalid request", validation_errors(exc))
         # Not UTF-8 JSON, or null: Flask's JSON parser decides, as it always did.
         body = request.get_json(silent=True)
         if body is None:
-            return None, _error(400, "the body is not valid JSON")
+            return None, json_error(400, "the body is not valid JSON")
         try:
             return model.model_validate(body), None
         except ValidationError as exc:
-            return None, _error(422, "invalid request", validation_errors(exc))
+            return None, json_error(422, "invalid request", validation_errors(exc))
 
     def score(records: list[dict], explain: bool, request_id: str):
         model = holder.current  # one reference for the whole request: swaps never split it
         if model is None:
-            return None, _error(503, "no model loaded yet: the registry has no production version")
+            return None, json_error(503, "no model loaded yet: the registry has no production version")
         scores = model.scorer.score_records(records)
         contributions = None
         if explain:
             try:
                 contributions = model.scorer.explain(records)
             except ExplanationUnavailable as exc:
-                return None, _error(422, str(exc), [{"field": "explain", "message": str(exc)}])
+                return None, json_error(422, str(exc), [{"field": "explain", "message": str(exc)}])
         probabilities, decisions = scores.tolist(), (scores >= model.threshold).tolist()  # Python values
         metrics.rows.inc(len(records))
         if config.log_predictions:
@@ -226,16 +222,7 @@ def create_app(
             metrics.log_dropped.set(logged[1])
         return response
 
-    @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException):
-        if exc.code == 413:
-            return _error(413, f"request body larger than {config.max_body_bytes} bytes")
-        return _error(exc.code or 500, exc.description or exc.name)
-
-    @app.errorhandler(Exception)
-    def _unexpected(exc: Exception):
-        log.exception("unexpected error")
-        return _error(500, "internal error")  # no paths or stack traces to the client
+    install_json_errors(app, config.max_body_bytes, 500, "internal error", log)
 
     @app.post("/predict")
     def predict():
@@ -266,7 +253,7 @@ def create_app(
         if failure:
             return failure
         if len(body.customers) > config.max_batch:
-            return _error(
+            return json_error(
                 413,
                 f"batch of {len(body.customers)} customers; at most {config.max_batch}",
                 [{"field": "customers", "message": f"at most {config.max_batch} items"}],
@@ -312,7 +299,7 @@ def create_app(
     def model_info():
         model = holder.current
         if model is None:
-            return _error(503, "no model loaded yet")
+            return json_error(503, "no model loaded yet")
         return jsonify(
             {
                 "name": model.name,
@@ -342,14 +329,14 @@ def create_app(
     @app.post("/admin/reload")
     def reload():
         if not config.admin_token:
-            return _error(403, "reload is disabled: PREDICTOR_ADMIN_TOKEN is not set")
+            return json_error(403, "reload is disabled: PREDICTOR_ADMIN_TOKEN is not set")
         given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(given.encode(), config.admin_token.encode()):
-            return _error(401, "missing or wrong bearer token")
+            return json_error(401, "missing or wrong bearer token")
         try:
             changed = holder.refresh()
         except Exception as exc:
-            return _error(503, f"registry unavailable: {type(exc).__name__}")
+            return json_error(503, f"registry unavailable: {type(exc).__name__}")
         return jsonify({"reloaded": changed, "model_version": holder.current.version})
 
     np.seterr(all="ignore")
