@@ -49,6 +49,10 @@ prediction_log = sa.Table(
     sa.Column("score", sa.Float, nullable=False),
     sa.Column("decision", sa.Boolean, nullable=False),
     sa.Column("features", sa.JSON, nullable=False),
+    # The writer's key of the row (writer id and sequence): a row written twice (spilled to disk,
+    # committed, the file not yet deleted when the process died) is inserted once.
+    sa.Column("log_key", sa.String(40), nullable=True),
+    sa.Index("uq_prediction_log_key", "log_key", unique=True),
 )
 
 
