@@ -362,6 +362,10 @@ class _Connection:
         return chunk
 
     def exchange(self, payload: bytes) -> int:
+        return self.exchange_body(payload)[0]
+
+    def exchange_body(self, payload: bytes) -> tuple[int, bytes]:
+        """Send one request; the response's status and body."""
         if self.sock is None:
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -382,7 +386,7 @@ class _Connection:
                 rest += self._recv()
             if headers.get("connection") == "close":  # gunicorn's sync workers close every time
                 self.close()
-            return int(lines[0].split()[1])
+            return int(lines[0].split()[1]), rest[:length]
         except OSError:
             self.close()
             raise
