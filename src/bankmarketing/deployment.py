@@ -67,15 +67,48 @@ def _alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion 
         return None
 
 
+def training_run_finished(client: MlflowClient, run_id: str | None) -> bool:
+    """Whether a training (parent) run ended normally, i.e. after registering every candidate.
+
+    `train` ends its parent run only after the last candidate is registered (and tags it
+    `training_complete` just before). A run killed mid-way stays RUNNING, one that raised
+    is FAILED: the versions it did register are never candidates.
+    """
+    if not run_id:
+        return False
+    try:
+        return client.get_run(run_id).info.status == "FINISHED"
+    except MlflowException:
+        return False
+
+
 def newest_candidates(client: MlflowClient, name: str) -> list[ModelVersion]:
-    """Complete versions registered by the newest training run."""
+    """Complete versions registered by the newest training run that finished.
+
+    A version is eligible only if it carries COMPLETE_TAG and its training run finished
+    (status FINISHED): versions of a run that was killed, failed or is still training are
+    skipped, and the newest finished run before it is used instead.
+    """
     versions = [
         v for v in client.search_model_versions(f"name='{name}'") if v.tags.get(COMPLETE_TAG) == "true"
     ]
     if not versions:
         raise DataError(f"model {name!r} has no complete candidate versions: run the train pipeline")
-    newest_run = max(versions, key=lambda v: v.creation_timestamp).tags["training_run_id"]
-    return [v for v in versions if v.tags.get("training_run_id") == newest_run]
+    newest_first: dict[str, int] = {}
+    for version in versions:
+        run_id = version.tags.get("training_run_id", "")
+        newest_first[run_id] = max(newest_first.get(run_id, 0), version.creation_timestamp)
+    skipped = []
+    for run_id in sorted(newest_first, key=newest_first.get, reverse=True):
+        if training_run_finished(client, run_id):
+            if skipped:
+                log.warning("skipping versions of unfinished training run(s) %s", ", ".join(skipped))
+            return [v for v in versions if v.tags.get("training_run_id") == run_id]
+        skipped.append(run_id or "(none)")
+    raise DataError(
+        f"model {name!r} has no version from a finished training run (unfinished: {', '.join(skipped)}): "
+        "run the train pipeline to the end"
+    )
 
 
 def mark_staging(client: MlflowClient, name: str, ranked: list[ModelVersion], count: int) -> None:

@@ -33,6 +33,8 @@ from bankmarketing.training.tuning import search
 
 log = logging.getLogger(__name__)
 MODEL_ARTIFACT = "model"
+#: Tag set on the training (parent) run as its last step, after every candidate is registered.
+TRAINING_COMPLETE_TAG = "training_complete"
 
 
 class TrainOptions(StageOptions):
@@ -208,6 +210,8 @@ def train(settings: Settings, options: TrainOptions, manifest: dict | None = Non
             {"best_val_pr_auc": best["metrics"]["pr_auc"], "best_val_roc_auc": best["metrics"]["roc_auc"]}
         )
         mlflow.set_tag("best_candidate", best["candidate"])
+        # Last: deploy stages only versions of runs that ended FINISHED after this point.
+        mlflow.set_tag(TRAINING_COMPLETE_TAG, "true")
     return {
         "training_run_id": parent.info.run_id,
         "model_name": settings.model_name,
