@@ -48,6 +48,11 @@ class ServingConfig:
     max_batch: int = 1_000
     max_body_bytes: int = 2 * 1024 * 1024
     log_predictions: bool = True
+    #: Prediction log: rows held in memory per worker; where rows go while the database is
+    #: down (default: <cache_dir>/prediction-log-spill) and at most how many bytes per worker.
+    log_memory_rows: int = 100_000
+    log_spill_dir: Path | None = None
+    log_spill_max_bytes: int = 1 << 30
 
     @classmethod
     def from_env(cls) -> ServingConfig:
@@ -59,6 +64,11 @@ class ServingConfig:
             max_batch=int(_env("PREDICTOR_MAX_BATCH", "1000")),
             max_body_bytes=int(_env("PREDICTOR_MAX_BODY_BYTES", str(2 * 1024 * 1024))),
             log_predictions=_env("PREDICTOR_LOG_PREDICTIONS", "true").lower() != "false",
+            log_memory_rows=int(_env("PREDICTOR_LOG_MEMORY_ROWS", "100000")),
+            log_spill_dir=Path(_env("PREDICTOR_LOG_SPILL_DIR", ""))
+            if _env("PREDICTOR_LOG_SPILL_DIR", "")
+            else None,
+            log_spill_max_bytes=int(float(_env("PREDICTOR_LOG_SPILL_MAX_MB", "1024")) * 1024 * 1024),
         )
 
 
@@ -133,7 +143,12 @@ def create_app(
     holder = ModelHolder(settings.tracking_uri, settings.model_name, config.alias, config.cache_dir)
     holder.load_initial()
     metrics = _Metrics()
-    predictions = PredictionLog(settings.platform_database_url)
+    predictions = PredictionLog(
+        settings.platform_database_url,
+        capacity=config.log_memory_rows,
+        spill_dir=config.log_spill_dir or config.cache_dir / "prediction-log-spill",
+        spill_max_bytes=config.log_spill_max_bytes,
+    )
     stop = threading.Event()
     if start_threads:
         holder.follow(config.poll_s, stop)
