@@ -37,7 +37,8 @@ def _wait(condition, timeout_s: float = 20) -> None:
 
 def _log(tmp_path, **overrides) -> PredictionLog:
     options = {"capacity": 100, "batch_size": 20, "flush_interval_s": 0.02, "retry_s": 0.1}
-    return PredictionLog(f"sqlite:///{tmp_path}/log.db", spill_dir=tmp_path / "spill", **(options | overrides))
+    url = f"sqlite:///{tmp_path}/log.db"
+    return PredictionLog(url, spill_dir=tmp_path / "spill", **(options | overrides))
 
 
 def _spilled_files(tmp_path) -> list:
@@ -67,9 +68,7 @@ def test_rows_beyond_the_memory_bound_are_spilled_and_written_once_when_the_data
     assert log.replayed == log.spilled and not _spilled_files(tmp_path)
 
 
-def test_a_stopping_writer_spills_and_a_replay_after_a_crash_before_the_delete_adds_nothing(
-    tmp_path, outage
-):
+def test_a_stopping_writer_spills_and_a_replay_after_a_crash_before_the_delete_adds_nothing(tmp_path, outage):
     first = _log(tmp_path, capacity=1000).start()
     outage["now"] = True
     first.append([_row(i) for i in range(300)])
