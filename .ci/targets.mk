@@ -54,3 +54,8 @@ model-card: setup ## export the production version's model card to $(RELEASE_DIR
 dist: setup ## build the bankmarketing wheel into dist/
 	$(APP)/python -m pip wheel --quiet --no-deps -w dist .
 	@ls dist/*.whl
+
+.PHONY: secrets-scan
+
+secrets-scan: setup ## scan every version of every file in the git history for secrets (detect-secrets; .ci/secrets-scan.py)
+	$(APP)/python .ci/secrets-scan.py --repo .
