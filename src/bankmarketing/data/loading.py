@@ -27,6 +27,24 @@ KNOWN_SHA256 = {
     "data.csv": "3439616095640d56d22d8fe900135a3c68187f32b28f7a59a08922ea7baac252",
 }
 FIELD_LIMIT = len(COLUMNS)
+#: Default size limit of an input file in MB (PrepareOptions.max_file_mb); UCI's are ~5 MB.
+MAX_FILE_MB = 100.0
+#: How much of a file is looked at before reading it whole.
+SNIFF_BYTES = 4096
+#: Leading bytes of formats that get given by mistake instead of the CSV.
+MAGIC = {
+    b"\x89PNG\r\n\x1a\n": "a PNG image",
+    b"\x1f\x8b": "a gzip archive (decompress it first)",
+    b"PK\x03\x04": "a zip archive (name it .zip, like UCI's bank+marketing.zip, or extract the CSV)",
+    b"%PDF": "a PDF document",
+    b"BZh": "a bzip2 archive (decompress it first)",
+    b"\xfd7zXZ\x00": "an xz archive (decompress it first)",
+    b"PAR1": "a Parquet file",
+    b"\xd0\xcf\x11\xe0": "an Office (OLE) document, e.g. an old Excel file",
+    b"\x7fELF": "an executable",
+}
+UTF16_BOMS = {b"\xff\xfe": "UTF-16 little-endian", b"\xfe\xff": "UTF-16 big-endian"}
+EXPECTED = "expected a UTF-8 CSV file (UCI's data.csv or bank-full.csv)"
 
 
 def sha256_of(path: Path) -> str:
@@ -104,25 +122,97 @@ def download(url: str, data_dir: Path, timeout: float = 60.0) -> Path:
     return target
 
 
-def read_raw(path: Path) -> pd.DataFrame:
-    """Read either published layout into strings, one row per data line, index = file line."""
+def _size(n: float) -> str:
+    for unit in ("bytes", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError
+
+
+def check_file(path: Path, max_bytes: int | None = None) -> None:
+    """Refuse, before reading it whole, a file that is empty, too big, binary or UTF-16.
+
+    Looks only at the size and the first SNIFF_BYTES bytes, so the refusal of a huge file
+    costs neither time nor memory.
+    """
+    size = path.stat().st_size
+    if size == 0:
+        raise DataError(f"{path} is empty (0 bytes): {EXPECTED} with a header and data rows")
+    if max_bytes is not None and size > max_bytes:
+        raise DataError(
+            f"{path} is {_size(size)}, over the {_size(max_bytes)} limit for an input file "
+            f"(option max_file_mb): {EXPECTED}, about 5 MB; raise max_file_mb if the file is right"
+        )
+    with open(path, "rb") as handle:
+        head = handle.read(SNIFF_BYTES)
+    for magic, kind in MAGIC.items():
+        if head.startswith(magic) and not (path.suffix == ".zip" and magic == b"PK\x03\x04"):
+            raise DataError(f"{path} is {kind}, not CSV text: {EXPECTED}")
     if path.suffix == ".zip":
-        text = _bank_full_from_zip(path)
+        return
+    for bom, encoding in UTF16_BOMS.items():
+        if head.startswith(bom):
+            raise DataError(f"{path} is {encoding} text: {EXPECTED}; save it as UTF-8")
+    if b"\x00" in head:
+        odd, even = head[1::2], head[0::2]
+        if odd.count(0) > len(odd) * 0.4 or even.count(0) > len(even) * 0.4:
+            raise DataError(
+                f"{path} looks like UTF-16 text (every other byte is NUL): {EXPECTED}; save it as UTF-8"
+            )
+        raise DataError(f"{path} contains binary data (NUL byte at byte {head.index(0)}): {EXPECTED}")
+
+
+def decode(data: bytes, source: str) -> str:
+    """UTF-8 text (a BOM is dropped); a character cut off at the very end is dropped too.
+
+    A file cut in the middle of a multi-byte character is a truncated file: its last line
+    then goes to quarantine like any truncated line. Any other invalid byte stops, naming
+    the line and the byte.
+    """
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        if exc.reason == "unexpected end of data" and exc.end == len(data):
+            log.warning(
+                "%s ends inside a UTF-8 character (truncated file?); the partial character is dropped", source
+            )
+            return data[: exc.start].decode("utf-8-sig")
+        line = data.count(b"\n", 0, exc.start) + 1
+        byte = data[exc.start : exc.start + 1]
+        raise DataError(
+            f"{source} is not UTF-8 text: line {line} (byte {exc.start}) holds {byte!r}, "
+            f"which would be {byte.decode('latin-1')!r} in Latin-1: {EXPECTED}; "
+            "a Latin-1 or Windows-1252 file must be saved as UTF-8"
+        ) from exc
+
+
+def read_raw(path: Path, max_bytes: int | None = None) -> pd.DataFrame:
+    """Read either published layout into strings, one row per data line, index = file line.
+
+    `max_bytes` bounds the file (or the CSV inside a zip) before anything is read.
+    """
+    check_file(path, max_bytes)
+    if path.suffix == ".zip":
+        text = _bank_full_from_zip(path, max_bytes)
     else:
-        try:
-            text = path.read_bytes().decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{path} is not UTF-8 text (byte {exc.start}): expected a CSV file") from exc
+        text = decode(path.read_bytes(), str(path))
     return parse_csv_text(text, str(path))
 
 
-def _bank_full_from_zip(path: Path) -> str:
+def _bank_full_from_zip(path: Path, max_bytes: int | None = None) -> str:
     """UCI's zip nests bank.zip, which holds bank-full.csv."""
 
     def search(archive: zipfile.ZipFile) -> str | None:
         for member in archive.namelist():
+            size = archive.getinfo(member).file_size
+            if max_bytes is not None and size > max_bytes:
+                raise DataError(
+                    f"{path}: {member} unpacks to {_size(size)}, over the {_size(max_bytes)} limit "
+                    "for an input file (option max_file_mb)"
+                )
             if member.endswith("bank-full.csv"):
-                return archive.read(member).decode("utf-8")
+                return decode(archive.read(member), f"{path}:{member}")
             if member.endswith(".zip"):
                 found = search(zipfile.ZipFile(io.BytesIO(archive.read(member))))
                 if found is not None:
@@ -153,7 +243,8 @@ def _record_lines_and_widths(text: str, separator: str) -> tuple[list[int], np.n
 def parse_csv_text(text: str, source: str) -> pd.DataFrame:
     """Parse CSV text of either layout; too-short lines are kept with NaN for the validator."""
     if "\x00" in text:
-        raise DataError(f"{source} contains binary data (NUL bytes): expected a CSV file")
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise DataError(f"{source} contains binary data (a NUL byte on line {line}): {EXPECTED}")
     lines = text.splitlines()
     if not lines or not text.strip():
         raise DataError(f"{source} is empty: expected a header and data rows")

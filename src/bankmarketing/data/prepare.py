@@ -28,6 +28,9 @@ class PrepareOptions(StageOptions):
 
     data_path: str | None = Field(None, description="file or folder; default BANK_DATA_PATH")
     max_bad_share: float = Field(0.05, ge=0, le=1, description="stop above this share of bad rows")
+    max_file_mb: float = Field(
+        loading.MAX_FILE_MB, gt=0, description="refuse a larger input file (MB) before reading it"
+    )
     validation_share: float = Field(0.15, gt=0, lt=0.5)
     test_share: float = Field(0.15, gt=0, lt=0.5)
     train_months: list[str] = Field(list(REFERENCE_MONTHS), min_length=1)
@@ -69,7 +72,8 @@ def load(settings: Settings, options: PrepareOptions) -> pd.DataFrame:
         frame.index = pd.RangeIndex(2, len(frame) + 2, name="line")
     else:
         paths = _source(settings, options, options.allow_download)
-        frame = pd.concat([loading.read_raw(path) for path in paths])
+        limit = int(options.max_file_mb * 1_000_000)
+        frame = pd.concat([loading.read_raw(path, limit) for path in paths])
     return frame.reset_index()
 
 
