@@ -77,10 +77,11 @@ class PredictionLog:
         self.capacity, self.batch_size, self.flush_interval_s = capacity, batch_size, flush_interval_s
         self.spill_dir = Path(spill_dir) if spill_dir is not None else None
         self.spill_max_bytes, self.retry_s, self.segment_bytes = spill_max_bytes, retry_s, segment_bytes
-        self.spill_at = max(1, min(capacity // 2, capacity - batch_size))
+        self.spill_at = max(1, capacity // 2)  # rows held during an outage before spilling
+        self._batch_wake = min(batch_size, self.spill_at)  # a batch worth waking the writer for
         self._rows: collections.deque[dict[str, Any]] = collections.deque()
         self._wake = threading.Event()
-        self._wake_at = batch_size  # rows queued that wake the writer (spill_at while spilling)
+        self._wake_at = self._batch_wake  # rows queued that wake the writer (spill_at in an outage)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.written = 0  # rows committed (spilled ones included once written)
@@ -103,7 +104,11 @@ class PredictionLog:
     # --- request path -----------------------------------------------------------------
 
     def start(self) -> PredictionLog:
-        engine_for(self.database_url)  # create the table before the first request
+        try:
+            engine_for(self.database_url)  # create the table before the first request
+        except Exception as exc:  # the database is down: the writer keeps trying
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.warning("prediction log: the database is unreachable at start: %s", exc)
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
         return self
@@ -144,7 +149,7 @@ class PredictionLog:
                 if outage:
                     self._wake.wait(min(self.flush_interval_s, max(0.0, retry_at - time.monotonic())))
                     self._wake.clear()
-                elif not pending and not self._files and len(self._rows) < self.batch_size:
+                elif not pending and not self._files and len(self._rows) < self._batch_wake:
                     self._wake.wait(self.flush_interval_s)
                     self._wake.clear()
             stopping = self._stop.is_set()
@@ -169,7 +174,7 @@ class PredictionLog:
                     pending = []
                 if retry_at:
                     log.info("prediction log: the database is back")
-                retry_at, self._wake_at, self.last_error = 0.0, self.batch_size, None
+                retry_at, self._wake_at, self.last_error = 0.0, self._batch_wake, None
             except Exception as exc:  # keep the rows, retry after a pause
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 if not retry_at:

@@ -1,0 +1,127 @@
+"""Item 3: the registry or the database gone, against a real Postgres stopped and started.
+
+The predictor started while MLflow is unreachable serves its cached model:
+tests/serving/test_app.py::test_registry_down_at_start_serves_the_cached_model.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+
+import pytest
+import requests
+import sqlalchemy as sa
+
+from bankmarketing.database import engine_for, prediction_log
+from tests.conftest import PG_BIN, REPO, Postgres
+from tests.serving.gunicorn_process import Gunicorn
+from tests.serving.test_app import customer
+
+pytestmark = pytest.mark.integration
+
+
+class RestartablePostgres(Postgres):
+    """The throwaway server, which can be stopped and started again on the same port."""
+
+    def _ctl(self, *args: str) -> None:
+        subprocess.run(
+            [*self.prefix, str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-w", *args],
+            check=True,
+            capture_output=True,
+        )
+
+    def halt(self) -> None:
+        self._ctl("-m", "fast", "stop")
+
+    def resume(self) -> None:
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._ctl("-l", str(self.dir / "log"), "-o", options, "start")
+
+
+@pytest.fixture(scope="module")
+def pg():
+    server = RestartablePostgres()
+    yield server
+    server.stop()
+
+
+def _wait(condition, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert condition()
+
+
+def _logged(url: str) -> tuple[int, int]:
+    """Rows in prediction_log and distinct request ids among them."""
+    query = sa.select(sa.func.count(), sa.func.count(sa.distinct(prediction_log.c.request_id)))
+    try:
+        with engine_for(url).connect() as connection:
+            return tuple(connection.execute(query).one())
+    except sa.exc.OperationalError:
+        return -1, -1
+
+
+def test_predictions_during_a_database_outage_are_spilled_and_logged_once(served, app_factory, pg, tmp_path):
+    test = served[2]
+    url = pg.create_database(f"outage_{uuid.uuid4().hex[:8]}")
+    app = app_factory(settings={"database_url": url}, log_memory_rows=400)
+    log, client = app.extensions["bankmarketing"]["predictions"], app.test_client()
+
+    def predict(i: int) -> int:
+        return client.post("/predict", json={"customer": customer(test, i)}).status_code
+
+    assert [predict(i) for i in range(20)] == [200] * 20
+    _wait(lambda: _logged(url) == (20, 20))
+    pg.halt()
+    n = 1500  # more than the 400 rows held in memory
+    answered = 20 + sum(predict(i) == 200 for i in range(n))
+    assert answered == 20 + n
+    _wait(lambda: log.spilled > 0)
+    spill = tmp_path / "cache/prediction-log-spill"
+    assert list(spill.glob("*/*.jsonl")) and log.dropped == 0 and len(log._rows) <= 400
+    pg.resume()
+    _wait(lambda: _logged(url) == (answered, answered))
+    _wait(lambda: not list(spill.glob("*/*.jsonl")))
+    time.sleep(1.0)  # nothing else arrives late
+    assert _logged(url) == (answered, answered) and log.dropped == 0
+
+
+def test_a_predictor_stopped_during_an_outage_spills_and_the_next_start_writes(served, pg, tmp_path):
+    settings, _, test = served
+    url = pg.create_database(f"stop_{uuid.uuid4().hex[:8]}")
+    env = {
+        "MODEL_NAME": settings.model_name,
+        "MLFLOW_TRACKING_URI": settings.tracking_uri,
+        "PREDICTOR_CACHE_DIR": str(tmp_path / "cache"),
+        "PREDICTOR_LOG_SPILL_DIR": str(tmp_path / "spill"),
+        "DATABASE_URL": url,
+        "PREDICTOR_WORKERS": "2",
+    }
+    server = Gunicorn(REPO / ".venv/app/bin", tmp_path, env, tmp_path / "gunicorn-1.log")
+    try:
+        server.wait_ready()
+        pg.halt()
+        session = requests.Session()
+        n = 400
+        codes = [
+            session.post(f"{server.url}/predict", json={"customer": customer(test, i)}).status_code
+            for i in range(n)
+        ]
+        assert codes == [200] * n
+    finally:
+        server.stop()  # the workers cannot reach the database: they spill what they hold
+    spilled = sum(len(path.read_bytes().splitlines()) for path in (tmp_path / "spill").glob("*/*.jsonl"))
+    assert spilled == n
+    pg.resume()
+    assert _logged(url) == (0, 0)
+    server = Gunicorn(REPO / ".venv/app/bin", tmp_path, env, tmp_path / "gunicorn-2.log")
+    try:
+        server.wait_ready()
+        _wait(lambda: _logged(url) == (n, n))
+        _wait(lambda: not list((tmp_path / "spill").glob("*/*.jsonl")))
+    finally:
+        server.stop()
+    assert _logged(url) == (n, n)
