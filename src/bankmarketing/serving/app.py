@@ -172,7 +172,10 @@ def create_app(
             if first["type"] != "json_invalid" and (first["loc"] or first["input"] is not None):
                 return None, json_error(422, "invalid request", validation_errors(exc))
         # Not UTF-8 JSON, or null: Flask's JSON parser decides, as it always did.
-        body = request.get_json(silent=True)
+        try:
+            body = request.get_json(silent=True)
+        except RecursionError:  # nested deeper than Python's parser goes (pydantic's stops at 255)
+            return None, json_error(400, "the body is not valid JSON: nested too deeply")
         if body is None:
             return None, json_error(400, "the body is not valid JSON")
         try:
