@@ -7,15 +7,17 @@ tests/serving/test_app.py::test_registry_down_at_start_serves_the_cached_model.
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 import uuid
+from dataclasses import replace
 
 import pytest
 import requests
 import sqlalchemy as sa
 
-from bankmarketing.database import engine_for, prediction_log
-from tests.conftest import PG_BIN, REPO, Postgres
+from bankmarketing.database import engine_for, monitoring_column_drift, monitoring_drift, prediction_log
+from tests.conftest import PG_BIN, REPO, Postgres, mage_run
 from tests.serving.gunicorn_process import Gunicorn
 from tests.serving.test_app import customer
 
@@ -125,3 +127,76 @@ def test_a_predictor_stopped_during_an_outage_spills_and_the_next_start_writes(s
     finally:
         server.stop()
     assert _logged(url) == (n, n)
+
+
+def _monitoring_rows(url: str) -> tuple[list, list]:
+    """(period, version, rows) of monitoring_drift; (period, version, columns) of column drift."""
+    with engine_for(url).connect() as connection:
+        drift = connection.execute(
+            sa.select(monitoring_drift.c.period, monitoring_drift.c.model_version, sa.func.count())
+            .group_by(monitoring_drift.c.period, monitoring_drift.c.model_version)
+            .order_by(monitoring_drift.c.period)
+        ).all()
+        columns = connection.execute(
+            sa.select(
+                monitoring_column_drift.c.period,
+                monitoring_column_drift.c.model_version,
+                sa.func.count(),
+                sa.func.count(sa.distinct(monitoring_column_drift.c.column_name)),
+            )
+            .group_by(monitoring_column_drift.c.period, monitoring_column_drift.c.model_version)
+            .order_by(monitoring_column_drift.c.period)
+        ).all()
+    return [tuple(row) for row in drift], [tuple(row) for row in columns]
+
+
+def _drift_count(url: str) -> int:
+    try:
+        with engine_for(url).connect() as connection:
+            return connection.execute(sa.select(sa.func.count()).select_from(monitoring_drift)).scalar()
+    except sa.exc.OperationalError:
+        return -1
+
+
+def test_monitor_with_postgres_restarted_mid_run_completes_or_names_the_database(served, pg):
+    settings = replace(served[0], database_url=pg.create_database(f"monitor_{uuid.uuid4().hex[:8]}"))
+    periods = ["test", "jun", "jul"]
+    variables = {"periods": periods, "alert": False}
+    engine_for(settings.database_url)  # the tables exist before the run
+    result = {}
+    run = threading.Thread(target=lambda: result.update(run=mage_run(settings, "monitor", variables)))
+    run.start()
+    deadline = time.monotonic() + 600
+    while _drift_count(settings.database_url) < 1 and run.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _drift_count(settings.database_url) >= 1, "monitor stored no period"
+    pg.halt()  # after the first period is stored, while the next ones are measured
+    time.sleep(2.0)
+    pg.resume()
+    run.join(900)
+    first = result["run"]
+    output = " ".join((first.stdout + first.stderr).split())
+    if first.returncode != 0:  # a failure must name the database, not a bare traceback
+        assert "platform database postgresql://postgres@127.0.0.1" in output, output[-3000:]
+    second = mage_run(settings, "monitor", variables)
+    assert second.returncode == 0, " ".join((second.stdout + second.stderr).split())[-3000:]
+    version = int(served[1]["production"])
+    drift, columns = _monitoring_rows(settings.database_url)
+    assert drift == [(period, version, 1) for period in sorted(periods)]
+    assert columns == [(period, version, 15, 15) for period in sorted(periods)]
+    retried = "retrying once" in output
+    print(
+        f"\nmonitor, Postgres restarted mid-run: exit {first.returncode} (retried: {retried}); rerun exit 0"
+    )
+
+
+def test_a_period_whose_database_stays_down_fails_naming_the_database(monkeypatch):
+    from bankmarketing.monitoring import monitor
+
+    monkeypatch.setattr(monitor, "RETRY_PAUSE_S", 0.0)
+    url = "postgresql://postgres:secret@127.0.0.1:9/platform"
+    with pytest.raises(monitor.DatabaseUnavailable) as error:
+        monitor._transaction(url, lambda connection: None, "period jun of v1")
+    message = str(error.value)
+    assert "platform database postgresql://postgres:***@127.0.0.1:9/platform is unreachable" in message
+    assert "period jun of v1 was not stored" in message and "secret" not in message

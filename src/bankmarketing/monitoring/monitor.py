@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib.util
 import logging
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -216,6 +217,40 @@ def _upsert(connection: sa.Connection, table: sa.Table, key: dict, rows: list[di
         connection.execute(sa.insert(table), [key | row for row in rows])
 
 
+class DatabaseUnavailable(ConnectionError):
+    """The platform database did not answer while a period was stored, even on a second try."""
+
+
+#: Pause before the one retry of a period's transaction after a connection error.
+RETRY_PAUSE_S = 5.0
+
+
+def _transaction(url: str, write, what: str) -> None:
+    """Run `write` in one transaction; once more after a pause if the connection failed.
+
+    The transaction is all of a period or nothing, and rows are replaced by key, so a retry
+    or a rerun never duplicates. A second connection error stops the run naming the database.
+    """
+    for attempt in (1, 2):
+        try:
+            with engine_for(url).begin() as connection:
+                write(connection)
+            return
+        except sa.exc.DBAPIError as exc:
+            if not (exc.connection_invalidated or isinstance(exc, sa.exc.OperationalError)):
+                raise
+            reason = str(exc.orig or exc).strip().splitlines()[0]
+            if attempt == 2:
+                database = sa.engine.make_url(url).render_as_string(hide_password=True)
+                raise DatabaseUnavailable(
+                    f"the platform database {database} is unreachable ({reason}): {what} was not "
+                    "stored (the periods before it are); run monitor again when the database is "
+                    "back — a rerun replaces rows, it never duplicates them"
+                ) from None
+            log.warning("storing %s: database connection failed (%s), retrying once", what, reason)
+            time.sleep(RETRY_PAUSE_S)
+
+
 def store(
     settings: Settings,
     model_name: str,
@@ -241,10 +276,13 @@ def store(
             "run_label": run_label,
         }
     )
-    with engine_for(settings.platform_database_url).begin() as connection:
+
+    def write(connection: sa.Connection) -> None:
         _upsert(connection, monitoring_drift, key, [drift_row])
         _upsert(connection, monitoring_column_drift, key, [common | row for row in column_drift])
         _upsert(connection, monitoring_performance, key, [common | performance] if performance else [])
+
+    _transaction(settings.platform_database_url, write, f"period {period.name} of v{period.version}")
     summary = key | drift_row | {"performance": performance}
     return {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in summary.items()}
 
