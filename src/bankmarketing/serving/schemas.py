@@ -38,6 +38,7 @@ def _field(name: str) -> tuple[Any, Any]:
 Customer = create_model(
     "Customer",
     __config__=ConfigDict(extra="forbid", strict=True),
+    __doc__='One customer. Integer fields take JSON integers only: 41, not 41.0 or "41".',
     **{name: _field(name) for name in FEATURES},
 )
 
