@@ -239,6 +239,11 @@ class PredictionLog:
                 path = self._own_folder() / f"{time.time_ns():020d}-{self._seq:012d}{_SUFFIX}"
                 self._segment = open(path, "ab")
                 self._files.append(path)
+                folder = os.open(path.parent, os.O_RDONLY)  # the new file's name survives a crash
+                try:
+                    os.fsync(folder)
+                finally:
+                    os.close(folder)
             self._segment.write(data)
             self._segment.flush()
             os.fsync(self._segment.fileno())
