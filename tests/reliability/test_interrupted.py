@@ -37,8 +37,15 @@ def platform(tmp_path_factory, data_csv, mlflow_server):
     root = tmp_path_factory.mktemp("interrupted")
     settings = settings_for(root, data_csv, mlflow_server.uri, f"interrupted-{uuid.uuid4().hex[:6]}")
     prepare(settings, PrepareOptions())
+    exported = os.environ.get("MLFLOW_EXPERIMENT_ID")
     first = train(settings, TrainOptions(candidates=["logistic_regression"], **FAST))
     deploy(settings, DeployOptions(triggered_by="test:first"))
+    # mlflow.set_experiment exports MLFLOW_EXPERIMENT_ID for subprocesses: a later `mage run`
+    # against another tracking server would inherit an id that server does not have.
+    if exported is None:
+        os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+    else:
+        os.environ["MLFLOW_EXPERIMENT_ID"] = exported
     return settings, first["training_run_id"]
 
 
