@@ -47,8 +47,10 @@ def test_local_secrets_are_generated_once_and_kept(tmp_path):
 
 
 def test_a_placeholder_secret_stops_the_stack(tmp_path):
-    with pytest.raises(SystemExit, match="ALERT_RECEIVER_TOKEN still set to CHANGE_ME"):
+    with pytest.raises(SystemExit, match=r"ALERT_RECEIVER_TOKEN is a placeholder \('CHANGE_ME'\)"):
         local_secrets({"ALERT_RECEIVER_TOKEN": "CHANGE_ME"}, tmp_path)
+    with pytest.raises(SystemExit, match="DEFAULT_OWNER_PASSWORD is shorter than 16 characters"):
+        local_secrets({"DEFAULT_OWNER_PASSWORD": "admin"}, tmp_path)
 
 
 def test_every_procfile_process_has_a_health_check():

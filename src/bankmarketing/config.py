@@ -15,6 +15,36 @@ def _env(name: str, default: str) -> str:
     return value or default
 
 
+#: Values that mean "nobody set this": never accepted as a credential.
+PLACEHOLDERS = ("change_me", "changeme", "change-me", "placeholder", "secret", "token", "xxx", "todo")
+#: Shortest credential accepted (Grafana's and Mage's tokens are far longer).
+MIN_CREDENTIAL_LENGTH = 16
+
+
+class ConfigurationError(RuntimeError):
+    """A service refuses to start: a setting is missing or unsafe."""
+
+
+def is_placeholder(value: str) -> bool:
+    lowered = value.strip().lower()
+    return (
+        any(marker in lowered for marker in ("change_me", "changeme", "change-me", "<", ">"))
+        or lowered in PLACEHOLDERS
+    )
+
+
+def check_credential(name: str, value: str | None, required: bool = False) -> None:
+    """A credential is absent (when allowed) or real: long enough and no placeholder."""
+    if value is None:
+        if required:
+            raise ConfigurationError(f"{name} is not set")
+        return
+    if is_placeholder(value):
+        raise ConfigurationError(f"{name} is a placeholder ({value!r}): set a real secret")
+    if len(value) < MIN_CREDENTIAL_LENGTH:
+        raise ConfigurationError(f"{name} is shorter than {MIN_CREDENTIAL_LENGTH} characters")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting the domain package reads, with its environment variable."""

@@ -19,7 +19,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from bankmarketing.config import Settings
+from bankmarketing.config import ConfigurationError, Settings, check_credential
 
 
 def run_dir(env: dict[str, str] | None = None) -> Path:
@@ -115,7 +115,6 @@ LOCAL_SECRETS = (
     "DEFAULT_OWNER_PASSWORD",
     "MAGE_JWT_SECRET",
 )
-PLACEHOLDER = "CHANGE_ME"
 #: Marks every process of one `make up`, so `make down` can prove none is left.
 STACK_MARKER = "BANKMARKETING_STACK_ID"
 
@@ -156,14 +155,19 @@ def _read_env_file(path: Path) -> dict[str, str]:
 def local_secrets(env: dict[str, str], folder: Path) -> dict[str, str]:
     """Each stack secret from the environment, else generated once and kept in `folder`.
 
-    A placeholder (CHANGE_ME) is refused: the stack does not start on a known secret.
+    A placeholder (CHANGE_ME, admin, ...) or a short value is refused: the stack does not
+    start on a known secret.
     """
-    checked = (*LOCAL_SECRETS, "ALERT_RECEIVER_HMAC_SECRET")
-    placeholders = [name for name in checked if env.get(name, "").strip() == PLACEHOLDER]
-    if placeholders:
+    problems = []
+    for name in (*LOCAL_SECRETS, "ALERT_RECEIVER_HMAC_SECRET"):
+        try:
+            check_credential(name, env.get(name, "").strip() or None)
+        except ConfigurationError as exc:
+            problems.append(str(exc))
+    if problems:
         raise SystemExit(
-            f"refusing to start: {', '.join(placeholders)} still set to {PLACEHOLDER} (in .env?); "
-            f"set real values or remove them to have `make up` generate local ones"
+            f"refusing to start: {'; '.join(problems)} (in .env?); "
+            "set real values or remove them to have `make up` generate local ones"
         )
     path = folder / "local-secrets.env"
     stored = _read_env_file(path)

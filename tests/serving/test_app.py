@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 from mlflow import MlflowClient
 
+from bankmarketing.config import ConfigurationError
 from bankmarketing.data.schema import FEATURES
 from bankmarketing.database import engine_for, prediction_log
 from tests.conftest import ADMIN_TOKEN
@@ -177,3 +178,9 @@ def test_every_prediction_is_logged(app_factory, served):
     assert single["features"] == customer(test) and 0 <= single["score"] <= 1
     deadline = time.monotonic()
     assert deadline  # rows were written by the background writer, not the request
+
+
+@pytest.mark.parametrize("token", ["CHANGE_ME", "admin", "short-token"])
+def test_a_weak_admin_token_stops_the_predictor_at_start(app_factory, token):
+    with pytest.raises(ConfigurationError, match="PREDICTOR_ADMIN_TOKEN"):
+        app_factory(admin_token=token)

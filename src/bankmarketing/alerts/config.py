@@ -6,14 +6,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-#: Values that mean "nobody set this": never accepted as a credential.
-PLACEHOLDERS = ("change_me", "changeme", "change-me", "placeholder", "secret", "token", "xxx", "todo")
-#: Shortest credential accepted (Grafana's and Mage's tokens are far longer).
-MIN_CREDENTIAL_LENGTH = 16
-
-
-class ConfigurationError(RuntimeError):
-    """The receiver refuses to start: a setting is missing or unsafe."""
+from bankmarketing.config import (  # noqa: F401  (re-exported: the receiver's API)
+    MIN_CREDENTIAL_LENGTH,
+    PLACEHOLDERS,
+    ConfigurationError,
+    check_credential,
+)
 
 
 def _env(name: str, default: str) -> str:
@@ -22,26 +20,6 @@ def _env(name: str, default: str) -> str:
 
 def _optional(name: str) -> str | None:
     return os.environ.get(name, "").strip() or None
-
-
-def _is_placeholder(value: str) -> bool:
-    lowered = value.strip().lower()
-    return (
-        any(marker in lowered for marker in ("change_me", "changeme", "change-me", "<", ">"))
-        or lowered in PLACEHOLDERS
-    )
-
-
-def check_credential(name: str, value: str | None, required: bool = False) -> None:
-    """A credential is absent (when allowed) or real: long enough and no placeholder."""
-    if value is None:
-        if required:
-            raise ConfigurationError(f"{name} is not set")
-        return
-    if _is_placeholder(value):
-        raise ConfigurationError(f"{name} is a placeholder ({value!r}): set a real secret")
-    if len(value) < MIN_CREDENTIAL_LENGTH:
-        raise ConfigurationError(f"{name} is shorter than {MIN_CREDENTIAL_LENGTH} characters")
 
 
 def _mage_database_url() -> str:

@@ -22,7 +22,7 @@ from flask import Flask, Response, jsonify, request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import ValidationError
 
-from bankmarketing.config import Settings
+from bankmarketing.config import Settings, check_credential
 from bankmarketing.scoring import ExplanationUnavailable
 from bankmarketing.serving.model_holder import ModelHolder
 from bankmarketing.serving.openapi import openapi_document
@@ -139,6 +139,7 @@ def create_app(
     """The predictor app: loads the model, starts the alias poller and the prediction log."""
     settings = settings or Settings.from_env()
     config = config or ServingConfig.from_env()
+    check_credential("PREDICTOR_ADMIN_TOKEN", config.admin_token)  # unset = reload off; never weak
     config.cache_dir.mkdir(parents=True, exist_ok=True)
     holder = ModelHolder(settings.tracking_uri, settings.model_name, config.alias, config.cache_dir)
     holder.load_initial()
