@@ -286,15 +286,18 @@ class PredictionLog:
         self._files.sort(key=lambda path: path.name)
         while self._files:
             path = self._files[0]
-            try:
-                size = path.stat().st_size
-                rows = self._read(path)
-            except FileNotFoundError:  # written and deleted already
+            # Connect before reading: while the database is down a retry costs no parsing.
+            with engine_for(self.database_url).begin() as connection:
+                try:
+                    size = path.stat().st_size
+                    rows = self._read(path)
+                except FileNotFoundError:  # written and deleted already
+                    rows = None
+                for start in range(0, len(rows or ()), self.batch_size):
+                    self._write(connection, rows[start : start + self.batch_size])
+            if rows is None:
                 self._files.pop(0)
                 continue
-            with engine_for(self.database_url).begin() as connection:
-                for start in range(0, len(rows), self.batch_size):
-                    self._write(connection, rows[start : start + self.batch_size])
             path.unlink(missing_ok=True)
             self._files.pop(0)
             self._spill_bytes = max(0, self._spill_bytes - size)
