@@ -258,6 +258,7 @@ def mage_env(settings: Settings, **extra: str) -> dict[str, str]:
         "COLUMNS": "400",  # Mage prints errors with rich, which wraps at the terminal width
         "DATABASE_URL": settings.database_url or "",
     }
+    env.pop("MLFLOW_EXPERIMENT_ID", None)  # mlflow.set_experiment in this process exports it
     return env | extra
 
 

@@ -33,6 +33,7 @@ class MageProject:
             "MAGE_DATA_DIR": str(root / "mage"),
             "COLUMNS": "400",  # Mage prints errors with rich, which wraps at the terminal width
         }
+        self.env.pop("MLFLOW_EXPERIMENT_ID", None)  # mlflow.set_experiment in this process exports it
         self.client = MlflowClient(tracking_uri)
 
     def run(self, pipeline: str, runtime_vars: str | None = None, **env) -> subprocess.CompletedProcess:
