@@ -43,22 +43,12 @@ MODEL_NAME = "bench-reliability"
 
 def register_two(root: Path, data_path: Path, uri: str):
     """v1 (logistic regression) in production; the XGBoost candidate registered, not promoted."""
-    from bankmarketing.config import Settings
     from bankmarketing.data.prepare import PrepareOptions, prepare, read_split
     from bankmarketing.data.schema import FEATURES
     from bankmarketing.deployment import DeployOptions, deploy
     from bankmarketing.training.train import TrainOptions, train
 
-    settings = Settings(
-        data_path=data_path,
-        data_dir=root / "data",
-        data_url="http://127.0.0.1:9/unused",
-        tracking_uri=uri,
-        model_name=MODEL_NAME,
-        experiment=MODEL_NAME,
-        database_url=None,
-        mlflow_dir=root / "mlruns",
-    )
+    settings = base.bench_settings(root, data_path, uri, MODEL_NAME)
     manifest = prepare(settings, PrepareOptions())
     quick = {"trials": 1, "cv_folds": 2, "importance_rows": 300}
     train(settings, TrainOptions(candidates=["logistic_regression"], **quick), manifest)

@@ -228,25 +228,31 @@ def mlflow_server(root: Path) -> tuple[Server, str]:
     return server, uri
 
 
+def bench_settings(root: Path, data_path: Path, tracking_uri: str, model_name: str):
+    """Settings writing under `root`, reading the real data, for one benchmark's model."""
+    from bankmarketing.config import Settings
+
+    return Settings(
+        data_path=data_path,
+        data_dir=root / "data",
+        data_url="http://127.0.0.1:9/unused",
+        tracking_uri=tracking_uri,
+        model_name=model_name,
+        experiment=model_name,
+        database_url=None,
+        mlflow_dir=root / "mlruns",
+    )
+
+
 def register_model(root: Path, data_path: Path, tracking_uri: str) -> tuple[list[dict], dict]:
     """prepare -> train (the reference XGBoost) -> deploy; returns test customers and a summary."""
-    from bankmarketing.config import Settings
     from bankmarketing.data.prepare import PrepareOptions, prepare, read_split
     from bankmarketing.data.schema import FEATURES
     from bankmarketing.deployment import DeployOptions, deploy
     from bankmarketing.training.candidates import CANDIDATES
     from bankmarketing.training.train import TrainOptions, train
 
-    settings = Settings(
-        data_path=data_path,
-        data_dir=root / "data",
-        data_url="http://127.0.0.1:9/unused",
-        tracking_uri=tracking_uri,
-        model_name=MODEL_NAME,
-        experiment=MODEL_NAME,
-        database_url=None,
-        mlflow_dir=root / "mlruns",
-    )
+    settings = bench_settings(root, data_path, tracking_uri, MODEL_NAME)
     started = time.perf_counter()
     manifest = prepare(settings, PrepareOptions())
     # The train stage's own procedure (calibration, threshold, signature, registration) with
