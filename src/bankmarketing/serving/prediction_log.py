@@ -147,7 +147,8 @@ class PredictionLog:
             outage = retry_at > 0
             if not self._stop.is_set():
                 if outage:
-                    self._wake.wait(min(self.flush_interval_s, max(0.0, retry_at - time.monotonic())))
+                    if len(pending) + len(self._rows) < self.spill_at:
+                        self._wake.wait(min(self.flush_interval_s, max(0.0, retry_at - time.monotonic())))
                     self._wake.clear()
                 elif not pending and not self._files and len(self._rows) < self._batch_wake:
                     self._wake.wait(self.flush_interval_s)
