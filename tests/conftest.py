@@ -22,6 +22,7 @@ import pytest
 from bankmarketing.config import DATA_PATH_VARIABLE, Settings
 from bankmarketing.data.prepare import PrepareOptions, prepare, read_split
 from bankmarketing.deployment import DeployOptions, deploy
+from bankmarketing.services import MLFLOW_RUN_CONTEXT
 from bankmarketing.serving.app import ServingConfig, create_app
 from bankmarketing.training.train import TrainOptions, train
 
@@ -88,7 +89,8 @@ class MlflowServer:
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "MLFLOW_DIR": str(directory)}
-        env.pop("DATABASE_URL", None)
+        for name in ("DATABASE_URL", *MLFLOW_RUN_CONTEXT):
+            env.pop(name, None)
         if database_url:
             env["DATABASE_URL"] = database_url
         directory.mkdir(parents=True, exist_ok=True)

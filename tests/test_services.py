@@ -53,6 +53,13 @@ def test_a_placeholder_secret_stops_the_stack(tmp_path):
         local_secrets({"DEFAULT_OWNER_PASSWORD": "admin"}, tmp_path)
 
 
+def test_a_callers_mlflow_run_context_does_not_reach_the_stack():
+    """`mlflow.set_experiment` exports MLFLOW_EXPERIMENT_ID; the stack's new server must not see it."""
+    base = {"STACK_RUN_DIR": "/tmp/unused", "MLFLOW_EXPERIMENT_ID": "7", "MLFLOW_RUN_ID": "abc"}
+    env = stack_environment(REPO, base | dict(os.environ))
+    assert not {"MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID"} & set(env)
+
+
 def test_every_procfile_process_has_a_health_check():
     names = [
         line.split(":", 1)[0] for line in (REPO / "Procfile").read_text().splitlines() if line[:1].isalpha()

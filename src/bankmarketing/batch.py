@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal, TypeVar
 
-import mlflow.sklearn
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
@@ -26,6 +25,7 @@ from bankmarketing.config import Settings
 from bankmarketing.data import DataError
 from bankmarketing.data.schema import CATEGORIES, FEATURES, MISSING, RANGES, build_schema
 from bankmarketing.options import StageOptions
+from bankmarketing.registry import load_pipeline
 from bankmarketing.scoring import Scorer
 from bankmarketing.targeting import plan_campaign
 
@@ -249,9 +249,7 @@ def score_file(settings: Settings, options: BatchOptions) -> dict:
     version = client.get_model_version_by_alias(settings.model_name, options.alias)
     if options.engine == "spark":
         return score_file_with_spark(settings, options, version.version, float(version.tags["threshold"]))
-    scorer = Scorer.from_pipeline(
-        mlflow.sklearn.load_model(f"models:/{settings.model_name}/{version.version}")
-    )
+    scorer = Scorer.from_pipeline(load_pipeline(settings.tracking_uri, settings.model_name, version.version))
     threshold = float(version.tags["threshold"])
     schema = build_schema(FEATURES)
     partial = target.with_name(f".{target.name}.partial-{os.getpid()}{target.suffix}")

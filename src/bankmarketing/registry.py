@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import tempfile
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import mlflow
+import mlflow.sklearn
 from mlflow import MlflowClient
 
 from bankmarketing.config import Settings
@@ -26,6 +29,26 @@ def require_tracking_server(uri: str, timeout_s: float = 10.0) -> None:
             f"MLflow tracking server {uri} is not reachable ({exc}). "
             "Start it with `make mlflow` or set MLFLOW_TRACKING_URI."
         ) from None
+
+
+def download_version(tracking_uri: str, name: str, version: str, dst: Path) -> Path:
+    """A registered version's model folder, copied under `dst` from this registry.
+
+    `models:/` URIs resolve through the process's global registry URI; the version's
+    storage location does not, so this works beside other registries in one process.
+    """
+    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    location = client.get_model_version_download_uri(name, version)
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=location, dst_path=str(dst), tracking_uri=tracking_uri
+    )
+    return Path(local)
+
+
+def load_pipeline(tracking_uri: str, name: str, version: str):
+    """The fitted scikit-learn pipeline of a registered version."""
+    with tempfile.TemporaryDirectory(prefix="bankmarketing-model-") as folder:
+        return mlflow.sklearn.load_model(str(download_version(tracking_uri, name, version, Path(folder))))
 
 
 def register_candidate(model_uri: str, model_name: str, tags: dict[str, Any]) -> str:

@@ -181,9 +181,15 @@ def local_secrets(env: dict[str, str], folder: Path) -> dict[str, str]:
     return generated
 
 
+#: What `mlflow.set_experiment`/`start_run` export for child processes of one client.
+MLFLOW_RUN_CONTEXT = ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID")
+
+
 def stack_environment(root: Path, base: dict[str, str] | None = None) -> dict[str, str]:
     """One environment for every process of the stack: defaults < environment < secrets."""
     given = dict(os.environ if base is None else base)
+    for name in MLFLOW_RUN_CONTEXT:  # a caller's active experiment/run, meaningless to a new server
+        given.pop(name, None)
     folder = root / run_dir(given)
     env = _defaults(root, folder) | given
     env |= local_secrets(env, folder)

@@ -161,6 +161,19 @@ def test_registry_down_at_start_serves_the_cached_model(app_factory, served):
     assert offline.post("/predict", json={"customer": customer(test)}).status_code == 200
 
 
+def test_the_predictor_reads_its_own_registry_whatever_the_process_global_uri(app_factory, served):
+    """`models:/` URIs follow the process-wide registry URI; the predictor must not."""
+    _, versions, test = served
+    global_uri = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri("http://127.0.0.1:9")  # e.g. another stack's stopped server
+    try:
+        client = app_factory().test_client()  # a fresh disk cache: it has to download
+    finally:
+        mlflow.set_tracking_uri(global_uri)
+    assert client.get("/model").get_json()["version"] == versions["production"]
+    assert client.post("/predict", json={"customer": customer(test)}).status_code == 200
+
+
 def test_every_prediction_is_logged(app_factory, served):
     settings, _, test = served
     app = app_factory()

@@ -162,6 +162,14 @@ def create_app(
     app.extensions["bankmarketing"] = {"holder": holder, "predictions": predictions, "stop": stop}
     document = openapi_document(config.max_batch)
 
+    def not_loaded():
+        reason = (
+            "the registry is unreachable and no model is cached (see /ready)"
+            if holder.registry_error
+            else f"the registry has no {config.alias!r} version"
+        )
+        return json_error(503, f"no model loaded yet: {reason}")
+
     def parse(model):
         if not request.is_json:
             return None, json_error(415, "expected Content-Type: application/json")
@@ -187,7 +195,7 @@ def create_app(
     def score(records: list[dict], explain: bool, request_id: str):
         model = holder.current  # one reference for the whole request: swaps never split it
         if model is None:
-            return None, json_error(503, "no model loaded yet: the registry has no production version")
+            return None, not_loaded()
         scores = model.scorer.score_records(records)
         contributions = None
         if explain:
@@ -318,7 +326,7 @@ def create_app(
     def model_info():
         model = holder.current
         if model is None:
-            return json_error(503, "no model loaded yet")
+            return not_loaded()
         return jsonify(
             {
                 "name": model.name,

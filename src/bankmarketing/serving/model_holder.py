@@ -11,11 +11,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import mlflow.artifacts
 import mlflow.sklearn
 from mlflow import MlflowClient
 
-from bankmarketing.registry import require_tracking_server
+from bankmarketing.registry import download_version, require_tracking_server
 from bankmarketing.scoring import Scorer
 
 log = logging.getLogger(__name__)
@@ -80,14 +79,12 @@ class ModelHolder:
             staging = self.cache_dir / f".{version}.partial-{os.getpid()}-{threading.get_ident()}"
             shutil.rmtree(staging, ignore_errors=True)
             staging.mkdir(parents=True)
-            mlflow.artifacts.download_artifacts(
-                artifact_uri=f"models:/{self.name}/{version}",
-                dst_path=str(staging),
-                tracking_uri=self.tracking_uri,
-            )
+            local = download_version(self.tracking_uri, self.name, version, staging)
             try:
-                staging.rename(target)
+                local.rename(target)
             except OSError:  # another worker got there first: keep its complete copy
+                pass
+            finally:
                 shutil.rmtree(staging, ignore_errors=True)
         return target
 
