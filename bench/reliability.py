@@ -9,8 +9,9 @@ candidate registered beside it (not promoted yet). Then the predictor runs under
 2. a promotion under load: open loop at 80 % of that rate for --duration s (60); after a
    third of it the real `deploy` stage (staging, the test-split gate) promotes the XGBoost
    version. Every response must be a 200 naming the version that scored it; the version must
-   change once: after the last v1 answer only v2 answers (the workers switch independently,
-   so the window in which both answer is reported);
+   change once: the two workers switch at the instant they agreed on through the shared cache
+   (PREDICTOR_SWITCH_DELAY_SECONDS after the first one sees the new version), so no request
+   sent after the first v2 answer arrived may get v1;
 3. a worker killed under load: the same open loop for --kill-duration s (30); after a third
    of it one worker gets SIGKILL. Failed requests must stay under 0.1 %, and the master must
    start a replacement (2 workers again).
@@ -70,7 +71,7 @@ def versioned_open_loop(port: int, body: bytes, rate: float, duration_s: float, 
     total = max(1, int(rate * duration_s))
     counter = iter(range(total))
     lock = threading.Lock()
-    answers: list[tuple[float, int, str | None]] = []  # (seconds since start, status, version)
+    answers: list[tuple[float, int, str | None, float]] = []  # received, status, version, sent (s)
     start = time.perf_counter() + 0.2
 
     def client() -> None:
@@ -83,13 +84,14 @@ def versioned_open_loop(port: int, body: bytes, rate: float, duration_s: float, 
             wait = start + i / rate - time.perf_counter()
             if wait > 0:
                 time.sleep(wait)
+            sent = time.perf_counter() - start
             try:
                 status, raw = connection.exchange_body(payload)
                 version = json.loads(raw).get("model_version") if status == 200 else None
             except (OSError, ValueError) as exc:
                 status, version = 0, type(exc).__name__
             with lock:
-                answers.append((time.perf_counter() - start, status, version))
+                answers.append((time.perf_counter() - start, status, version, sent))
         connection.close()
 
     workers = [threading.Thread(target=client, daemon=True) for _ in range(threads)]
@@ -149,6 +151,7 @@ def main() -> None:
             PREDICTOR_PORT=str(port),
             PREDICTOR_WORKERS="2",
             PREDICTOR_POLL_SECONDS="1",
+            PREDICTOR_SWITCH_DELAY_SECONDS="3",
             PREDICTOR_CACHE_DIR=str(root / "cache"),
             PROMETHEUS_MULTIPROC_DIR=str(root / "prometheus"),
         )
@@ -206,9 +209,11 @@ def report(swap, killed, v1, promoted, rate, top, before, after, args) -> None:
     failed = [a for a in swap if a[1] != 200]
     versions = [a[2] for a in swap if a[1] == 200]
     named = all(v in (v1, v2) for v in versions)
-    first_v2 = min((t for t, s, v in swap if v == v2), default=None)
-    last_v1 = max((t for t, s, v in swap if v == v1), default=None)
+    first_v2 = min((a[0] for a in swap if a[2] == v2), default=None)
+    last_v1 = max((a[0] for a in swap if a[2] == v1), default=None)
     overlap = [a for a in swap if a[2] == v1 and first_v2 is not None and a[0] > first_v2]
+    late_v1 = [a for a in swap if a[2] == v1 and first_v2 is not None and a[3] > first_v2]
+    once = first_v2 is not None and not late_v1
     kill_failed = [a for a in killed if a[1] != 200]
     share = len(kill_failed) / max(1, len(killed))
     print()
@@ -224,15 +229,19 @@ def report(swap, killed, v1, promoted, rate, top, before, after, args) -> None:
     window = max(0.0, (last_v1 or 0) - (first_v2 or 0)) * 1e3
     print(
         f"  every answer names v{v1} or v{v2}: {named}; first v{v2} at {first_v2:.2f} s, last v{v1} at "
-        f"{last_v1:.2f} s; v{v1} answers after the first v{v2}: {len(overlap)} (both workers switched "
-        f"within {window:.0f} ms); v{v2} only from {last_v1:.2f} s on"
+        f"{last_v1:.2f} s; v{v1} answers arriving after the first v{v2}: {len(overlap)} (requests "
+        f"already in flight; window {window:.1f} ms)"
+    )
+    print(
+        f"  the version changed once: {once} (v{v1} answers to requests sent after the first v{v2} "
+        f"arrived: {len(late_v1)}, target 0)"
     )
     print(
         f"worker killed under load ({args.kill_duration:.0f} s): requests {len(killed):,}, failed "
         f"{len(kill_failed)} = {share:.4%} (target < 0.1 %); workers {before} -> {after} "
         f"({'replaced' if len(after) == len(before) and after != before else 'NOT replaced'})"
     )
-    ok = not failed and named and v2 is not None and share < 0.001 and len(after) == len(before)
+    ok = not failed and named and once and share < 0.001 and len(after) == len(before)
     print(f"verdict: {'PASS' if ok else 'FAIL'}")
 
 

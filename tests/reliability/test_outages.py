@@ -102,6 +102,20 @@ def test_predictions_during_a_database_outage_are_spilled_and_logged_once(served
     _wait(lambda: not list(spill.glob("*/*.jsonl")))
     time.sleep(1.0)  # nothing else arrives late
     assert _logged(url) == (answered, answered) and log.dropped == 0
+    published = _gauges(client.get("/metrics").get_data(as_text=True))
+    assert published["predictor_prediction_log_spilled"] == log.spilled > 0
+    assert published["predictor_prediction_log_replayed"] == log.spilled  # every spilled row came back
+    assert published["predictor_prediction_log_written"] == answered
+    assert published["predictor_prediction_log_dropped"] == 0
+
+
+def _gauges(text: str) -> dict[str, float]:
+    """The unlabelled samples of a Prometheus text exposition."""
+    return {
+        name: float(value)
+        for name, value in (line.split() for line in text.splitlines() if line and not line.startswith("#"))
+        if "{" not in name
+    }
 
 
 def test_a_predictor_stopped_during_an_outage_spills_and_the_next_start_writes(served, pg, tmp_path):

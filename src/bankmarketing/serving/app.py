@@ -44,6 +44,9 @@ class ServingConfig:
     alias: str = "production"
     cache_dir: Path = Path(".run/predictor-cache")
     poll_s: float = 30.0
+    #: Workers sharing cache_dir switch to a new version together, this long after the first
+    #: one sees it (0: each process swaps as soon as it has loaded the new version).
+    switch_delay_s: float = 0.0
     admin_token: str | None = None
     max_batch: int = 1_000
     max_body_bytes: int = 2 * 1024 * 1024
@@ -60,6 +63,7 @@ class ServingConfig:
             alias=_env("PREDICTOR_MODEL_ALIAS", "production"),
             cache_dir=Path(_env("PREDICTOR_CACHE_DIR", ".run/predictor-cache")),
             poll_s=float(_env("PREDICTOR_POLL_SECONDS", "30")),
+            switch_delay_s=float(_env("PREDICTOR_SWITCH_DELAY_SECONDS", "5")),
             admin_token=os.environ.get("PREDICTOR_ADMIN_TOKEN") or None,
             max_batch=int(_env("PREDICTOR_MAX_BATCH", "1000")),
             max_body_bytes=int(_env("PREDICTOR_MAX_BODY_BYTES", str(2 * 1024 * 1024))),
@@ -70,6 +74,15 @@ class ServingConfig:
             else None,
             log_spill_max_bytes=int(float(_env("PREDICTOR_LOG_SPILL_MAX_MB", "1024")) * 1024 * 1024),
         )
+
+
+#: The prediction log's counters, published as gauges summed over the workers.
+PREDICTION_LOG_COUNTS = {
+    "written": "prediction rows written to the database (replayed ones included)",
+    "dropped": "prediction rows dropped: memory bound reached with no spill folder, or the disk cap",
+    "spilled": "prediction rows spilled to disk while the database was unreachable",
+    "replayed": "spilled prediction rows read back and written to the database",
+}
 
 
 class _Metrics:
@@ -94,18 +107,12 @@ class _Metrics:
         self.version = Gauge(
             "predictor_model_version", "model version served", multiprocess_mode="max", registry=self.registry
         )
-        self.log_written = Gauge(
-            "predictor_prediction_log_written",
-            "prediction rows written to the database",
-            multiprocess_mode="sum",
-            registry=self.registry,
-        )
-        self.log_dropped = Gauge(
-            "predictor_prediction_log_dropped",
-            "prediction rows dropped because the log queue was full",
-            multiprocess_mode="sum",
-            registry=self.registry,
-        )
+        self.log_counts = {
+            name: Gauge(
+                f"predictor_prediction_log_{name}", text, multiprocess_mode="sum", registry=self.registry
+            )
+            for name, text in PREDICTION_LOG_COUNTS.items()
+        }
 
     def exposition(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -115,6 +122,10 @@ class _Metrics:
             multiprocess.MultiProcessCollector(registry)
             return generate_latest(registry)
         return generate_latest(self.registry)
+
+
+def _iso(epoch_s: float) -> str:
+    return dt.datetime.fromtimestamp(epoch_s, dt.UTC).isoformat()
 
 
 def _answer(body: dict) -> Response:
@@ -141,7 +152,9 @@ def create_app(
     config = config or ServingConfig.from_env()
     check_credential("PREDICTOR_ADMIN_TOKEN", config.admin_token)  # unset = reload off; never weak
     config.cache_dir.mkdir(parents=True, exist_ok=True)
-    holder = ModelHolder(settings.tracking_uri, settings.model_name, config.alias, config.cache_dir)
+    holder = ModelHolder(
+        settings.tracking_uri, settings.model_name, config.alias, config.cache_dir, config.switch_delay_s
+    )
     holder.load_initial()
     metrics = _Metrics()
     predictions = PredictionLog(
@@ -228,7 +241,14 @@ def create_app(
         request.environ["bankmarketing.start"] = time.perf_counter()
 
     counted: dict[tuple[str, int], tuple] = {}  # (endpoint, status) -> its metric children
-    logged = [-1, -1]  # the prediction log's written and dropped counts last published
+    published = [()]  # the prediction log's counts last published
+
+    def publish_log_counts() -> None:
+        counts = (predictions.written, predictions.dropped, predictions.spilled, predictions.replayed)
+        if counts != published[0]:
+            published[0] = counts
+            for gauge, value in zip(metrics.log_counts.values(), counts, strict=True):
+                gauge.set(value)
 
     @app.after_request
     def _observe(response):
@@ -243,10 +263,7 @@ def create_app(
             )
         children[0].inc()
         children[1].observe(elapsed)
-        if logged[0] != predictions.written or logged[1] != predictions.dropped:
-            logged[:] = predictions.written, predictions.dropped
-            metrics.log_written.set(logged[0])
-            metrics.log_dropped.set(logged[1])
+        publish_log_counts()
         return response
 
     install_json_errors(app, config.max_body_bytes, 500, "internal error", log)
@@ -327,6 +344,7 @@ def create_app(
         model = holder.current
         if model is None:
             return not_loaded()
+        upcoming = holder.next_switch
         return jsonify(
             {
                 "name": model.name,
@@ -337,7 +355,8 @@ def create_app(
                 "fast_path": model.scorer.fast,
                 "registry_error": holder.registry_error,
                 "metrics": model.metrics,
-                "loaded_at": dt.datetime.fromtimestamp(model.loaded_at, dt.UTC).isoformat(),
+                "loaded_at": _iso(model.loaded_at),
+                "next": {"version": upcoming[0], "serving_from": _iso(upcoming[1])} if upcoming else None,
                 "card": model.card,
             }
         )
@@ -346,7 +365,7 @@ def create_app(
     def prometheus():
         if holder.current is not None:
             metrics.version.set(int(holder.current.version))
-
+        publish_log_counts()
         return Response(metrics.exposition(), mimetype="text/plain; version=0.0.4")
 
     @app.get("/openapi.json")
@@ -364,7 +383,9 @@ def create_app(
             changed = holder.refresh()
         except Exception as exc:
             return json_error(503, f"registry unavailable: {type(exc).__name__}")
-        return jsonify({"reloaded": changed, "model_version": holder.current.version})
+        upcoming = holder.next_switch
+        version, switch_at = upcoming if upcoming else (holder.current.version, time.time())
+        return jsonify({"reloaded": changed, "model_version": version, "serving_from": _iso(switch_at)})
 
     np.seterr(all="ignore")
     gc.freeze()  # the loaded model and libraries leave the collector's generations: no long pauses

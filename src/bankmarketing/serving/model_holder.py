@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -31,18 +32,52 @@ class LoadedModel:
     source: str  # "registry" or "disk cache"
     metrics: dict[str, float] = field(default_factory=dict)
     card: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
     loaded_at: float = field(default_factory=time.time)
 
 
-class ModelHolder:
-    """Follows `models:/<name>@<alias>`; the swap is one reference assignment."""
+#: Where the workers sharing a cache agree on the next model and the instant they switch.
+SWITCH_FILE = "switch.json"
+#: How often a worker looks at that file (a stat) between registry polls.
+SWITCH_CHECK_S = 0.25
 
-    def __init__(self, tracking_uri: str, name: str, alias: str, cache_dir: Path):
+
+class ModelHolder:
+    """Follows `models:/<name>@<alias>`; the swap is one reference assignment.
+
+    With `switch_delay_s` > 0, workers sharing `cache_dir` switch together: the first to see a
+    new version writes it to `switch.json` with a switch time `switch_delay_s` ahead; the others
+    load it from the shared cache meanwhile, and every request that starts after that instant,
+    in any worker, gets the new model. Without a delay (one process) the swap is immediate.
+    """
+
+    def __init__(
+        self, tracking_uri: str, name: str, alias: str, cache_dir: Path, switch_delay_s: float = 0.0
+    ):
         self.tracking_uri, self.name, self.alias = tracking_uri, name, alias
-        self.cache_dir = cache_dir
-        self.current: LoadedModel | None = None
+        self.cache_dir, self.switch_delay_s = cache_dir, switch_delay_s
         self.registry_error: str | None = None
-        self._lock = threading.Lock()
+        self._current: LoadedModel | None = None
+        self._pending: tuple[float, LoadedModel] | None = None  # (switch time, model)
+        self._switch_seen: int | None = None  # mtime of the switch file last read
+        self._lock = threading.Lock()  # one load at a time
+        self._swap_lock = threading.Lock()
+
+    @property
+    def current(self) -> LoadedModel | None:
+        """The model for a request starting now (the pending one once its switch time has come)."""
+        pending = self._pending
+        if pending is not None and time.time() >= pending[0]:
+            with self._swap_lock:
+                if self._pending is pending:
+                    self._current, self._pending = pending[1], None
+        return self._current
+
+    @property
+    def next_switch(self) -> tuple[str, float] | None:
+        """The version waiting for its switch time, and that time (epoch seconds)."""
+        pending = self._pending
+        return (pending[1].version, pending[0]) if pending else None
 
     def load_initial(self) -> None:
         """The registry's version if reachable, else the last version cached on disk."""
@@ -51,26 +86,84 @@ class ModelHolder:
         except Exception as exc:  # registry down or alias missing: fall back to the cache
             self.registry_error = f"{type(exc).__name__}: {exc}"
             log.warning("registry unavailable (%s); loading the cached model", self.registry_error)
-            self.current = self._load_cached()
+            self._current = self._load_cached()
+
+    def _target(self) -> LoadedModel | None:
+        pending = self._pending
+        return pending[1] if pending else self._current
 
     def refresh(self) -> bool:
-        """Load the alias's version beside the current one and swap if it changed."""
+        """Load the alias's version beside the current one; schedule the swap if it changed."""
         with self._lock:
             require_tracking_server(self.tracking_uri, timeout_s=3)  # fail fast, no long retries
-            client = MlflowClient(self.tracking_uri)
+            client = MlflowClient(self.tracking_uri, registry_uri=self.tracking_uri)
             version = client.get_model_version_by_alias(self.name, self.alias)
             self.registry_error = None
-            if (
-                self.current is not None
-                and self.current.version == version.version
-                and (self.current.source == "registry")
-            ):
+            target = self._target()
+            if target is not None and target.version == version.version and target.source == "registry":
                 return False
             folder = self._download(version.version)
             loaded = self._load(folder, version.version, version.tags, version.description or "")
-            self.current = loaded  # atomic: requests hold their own reference
-            log.info("serving %s version %s", self.name, version.version)
+            if self._current is None or self.switch_delay_s <= 0:
+                self._current, self._pending = loaded, None  # atomic: requests hold their own reference
+                log.info("serving %s version %s", self.name, version.version)
+            else:
+                self._schedule(loaded, self._agree_switch(loaded))
             return True
+
+    def follow_switch(self) -> bool:
+        """Take up a switch another worker agreed on (cheap when the file has not changed)."""
+        path = self.cache_dir / SWITCH_FILE
+        try:
+            stamp = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return False
+        if stamp == self._switch_seen:
+            return False
+        with self._lock:
+            self._switch_seen = stamp
+            record = json.loads(path.read_text())
+            target = self._target()
+            if target is not None and target.version == record["version"]:
+                return False
+            folder = self._download(record["version"])  # the announcing worker cached it
+            loaded = self._load(folder, record["version"], record["tags"], record["card"])
+            self._schedule(loaded, record["switch_at"])
+            return True
+
+    def _agree_switch(self, loaded: LoadedModel) -> float:
+        """The switch time for `loaded`: the one already agreed for it, else now + the delay."""
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        path = self.cache_dir / SWITCH_FILE
+        with open(self.cache_dir / ".switch.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                record = json.loads(path.read_text())
+            except (FileNotFoundError, ValueError):
+                record = {}
+            if record.get("version") != loaded.version:
+                record = {
+                    "version": loaded.version,
+                    "switch_at": time.time() + self.switch_delay_s,
+                    "tags": loaded.tags,
+                    "card": loaded.card,
+                }
+                partial = path.with_name(f".{SWITCH_FILE}.{os.getpid()}")
+                partial.write_text(json.dumps(record))
+                partial.replace(path)
+            self._switch_seen = path.stat().st_mtime_ns
+        return float(record["switch_at"])
+
+    def _schedule(self, loaded: LoadedModel, switch_at: float) -> None:
+        late = time.time() - switch_at
+        if late > 0:
+            log.warning(
+                "version %s was ready %.2f s after the agreed switch time: raise the switch delay",
+                loaded.version,
+                late,
+            )
+        self._pending = (switch_at, loaded)
+        log.info("serving %s version %s from %s", self.name, loaded.version, time.ctime(switch_at))
 
     def _download(self, version: str) -> Path:
         """The version's files in the cache; workers sharing the cache never see a partial copy."""
@@ -99,6 +192,7 @@ class ModelHolder:
             source=source,
             metrics=metrics,
             card=card,
+            tags=dict(tags),
         )
         if source == "registry":
             record = {"version": version, "tags": tags, "card": card}
@@ -122,12 +216,18 @@ class ModelHolder:
         )
 
     def follow(self, interval_s: float, stop: threading.Event) -> threading.Thread:
-        """Poll the alias every `interval_s` seconds in a daemon thread."""
+        """Poll the alias every `interval_s` seconds (and the switch file) in a daemon thread."""
 
         def loop() -> None:
-            while not stop.wait(interval_s):
+            next_poll = time.monotonic() + interval_s
+            check_s = min(SWITCH_CHECK_S, interval_s) if self.switch_delay_s > 0 else interval_s
+            while not stop.wait(check_s):
                 try:
-                    self.refresh()
+                    if self.switch_delay_s > 0:
+                        self.follow_switch()
+                    if time.monotonic() >= next_poll:
+                        next_poll = time.monotonic() + interval_s
+                        self.refresh()
                 except Exception as exc:
                     self.registry_error = f"{type(exc).__name__}: {exc}"
                     log.warning("alias poll failed: %s", self.registry_error)
