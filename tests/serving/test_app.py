@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 import mlflow.pyfunc
@@ -143,9 +144,34 @@ def test_reload_follows_the_alias(app_factory, served):
     registry.set_registered_model_alias(settings.model_name, "production", versions["other"])
     try:
         answer = client.post("/admin/reload", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).get_json()
-        assert answer == {"reloaded": True, "model_version": versions["other"]}
+        assert answer["reloaded"] is True and answer["model_version"] == versions["other"]
+        assert dt.datetime.fromisoformat(answer["serving_from"]) <= dt.datetime.now(dt.UTC)
         scored = client.post("/predict", json={"customer": customer(test)}).get_json()
         assert scored["model_version"] == versions["other"]
+    finally:
+        registry.set_registered_model_alias(settings.model_name, "production", versions["production"])
+
+
+def test_with_a_switch_delay_reload_says_when_the_new_version_serves(app_factory, served):
+    settings, versions, test = served
+    client = app_factory(switch_delay_s=1.0).test_client()
+    registry = MlflowClient(settings.tracking_uri)
+    registry.set_registered_model_alias(settings.model_name, "production", versions["other"])
+    try:
+        answer = client.post("/admin/reload", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).get_json()
+        serving_from = dt.datetime.fromisoformat(answer["serving_from"])
+        assert answer["model_version"] == versions["other"] and serving_from > dt.datetime.now(dt.UTC)
+        model = client.get("/model").get_json()
+        assert model["version"] == versions["production"]
+        assert model["next"] == {"version": versions["other"], "serving_from": answer["serving_from"]}
+        assert client.post("/predict", json={"customer": customer(test)}).get_json()["model_version"] == (
+            versions["production"]
+        )
+        time.sleep(max(0.0, (serving_from - dt.datetime.now(dt.UTC)).total_seconds()) + 0.01)
+        assert client.post("/predict", json={"customer": customer(test)}).get_json()["model_version"] == (
+            versions["other"]
+        )
+        assert client.get("/model").get_json()["next"] is None
     finally:
         registry.set_registered_model_alias(settings.model_name, "production", versions["production"])
 

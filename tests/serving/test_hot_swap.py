@@ -21,7 +21,13 @@ from tests.serving.test_app import customer
 pytestmark = pytest.mark.integration
 
 
-def test_swap_under_load_loses_no_request(served, tmp_path):
+ADMIN_TOKEN = "hot-swap-admin-token-" + "7f3a9c1e5b2d4068"
+
+
+@pytest.mark.parametrize("trigger", ["poll", "reload"])
+def test_swap_under_load_loses_no_request(served, tmp_path, trigger):
+    """`poll`: both workers poll the alias. `reload`: they never poll in the test's time, and
+    POST /admin/reload reaches one of them: the other learns the switch from the shared cache."""
     settings, versions, test = served
     server = Gunicorn(
         REPO / ".venv/app/bin",
@@ -30,7 +36,8 @@ def test_swap_under_load_loses_no_request(served, tmp_path):
             "MODEL_NAME": settings.model_name,
             "MLFLOW_TRACKING_URI": settings.tracking_uri,
             "PREDICTOR_CACHE_DIR": str(tmp_path / "cache"),
-            "PREDICTOR_POLL_SECONDS": "0.5",
+            "PREDICTOR_POLL_SECONDS": "0.5" if trigger == "poll" else "3600",
+            "PREDICTOR_ADMIN_TOKEN": ADMIN_TOKEN,
             "DATABASE_URL": f"sqlite:///{tmp_path}/platform.db",
             "PREDICTOR_WORKERS": "2",
             "PREDICTOR_SWITCH_DELAY_SECONDS": "3",
@@ -61,6 +68,11 @@ def test_swap_under_load_loses_no_request(served, tmp_path):
         time.sleep(3)
         swapped_at = time.monotonic()
         registry.set_registered_model_alias(settings.model_name, "production", versions["other"])
+        if trigger == "reload":
+            reload = requests.post(
+                f"{server.url}/admin/reload", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30
+            )
+            assert reload.status_code == 200 and reload.json()["model_version"] == versions["other"]
         time.sleep(9)
         stop.set()
         for thread in threads:
