@@ -129,6 +129,30 @@ def test_margin_refuses_a_model_that_is_better_but_not_by_enough(platform):
     assert refused["action"] == "refuse" and "not better by the margin" in refused["reason"]
 
 
+def test_a_fairness_bound_refuses_a_better_model_whose_gap_is_too_large(platform):
+    settings, manifest = platform
+    settings = replace(settings, model_name=f"fair-{uuid.uuid4().hex[:6]}")
+    dummy = register_uninformative_run(settings, manifest)  # calls nobody: every gap is 0
+    bounded = DeployOptions(max_fairness_gap=0.01)
+    first = deploy(settings, bounded)
+    assert first["action"] == "promote" and "true_positive_rate gap 0.0000" in first["reason"]
+    train(
+        settings,
+        TrainOptions(
+            candidates=["logistic_regression"], trials=1, timeout_s=5, cv_folds=2, importance_rows=300
+        ),
+    )
+    refused = deploy(settings, bounded)
+    assert refused["action"] == "refuse" and refused["production"] == dummy
+    assert "better" in refused["reason"] and "above the bound 0.0100" in refused["reason"]
+    version = MlflowClient(settings.tracking_uri).get_model_version(settings.model_name, refused["candidate"])
+    gap, dimension = version.tags["fairness_true_positive_rate_gap"].split(" ", 1)
+    assert float(gap) > 0.01 and f"by {dimension.strip('()')} is {float(gap):.4f}" in refused["reason"]
+    loose = deploy(settings, DeployOptions(max_fairness_gap=1.0))
+    assert loose["action"] == "promote" and loose["production"] == refused["candidate"]
+    assert audit_trail(settings, settings.model_name)["action"].tolist() == ["promote", "refuse", "promote"]
+
+
 def test_model_card_of_the_promoted_version(platform):
     settings, _ = platform
     client = MlflowClient(settings.tracking_uri)
@@ -153,6 +177,10 @@ def test_model_card_of_the_promoted_version(platform):
         "### age band",
         "### job",
         "### contact",
+        "## Fairness by segment",
+        "| age band | true_positive_rate |",
+        "| job group | selection_rate |",
+        "| marital | calibration |",
         "## Limits",
     ]:
         assert expected in card, expected

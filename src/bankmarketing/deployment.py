@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import mlflow.sklearn
@@ -20,7 +20,9 @@ from pydantic import Field
 from bankmarketing.config import Settings
 from bankmarketing.data import DataError
 from bankmarketing.data.prepare import read_prepared_split
+from bankmarketing.data.schema import TARGET
 from bankmarketing.database import deployment_audit, engine_for
+from bankmarketing.fairness import GAP_MEASURES, fairness_gaps, fairness_table, largest_gap
 from bankmarketing.model_card import model_card
 from bankmarketing.options import StageOptions
 from bankmarketing.registry import COMPLETE_TAG
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 PRODUCTION, PREVIOUS = "production", "previous"
 STAGING_PREFIX = "staging-"
 Metric = Literal["pr_auc", "roc_auc", "f1", "lift_top_decile"]
+FairnessMeasure = Literal["selection_rate", "true_positive_rate", "calibration"]
 
 
 class DeployOptions(StageOptions):
@@ -42,6 +45,16 @@ class DeployOptions(StageOptions):
     triggered_by: str | None = Field(None, description="who or what started the deploy")
     predictor_dir: str = Field("build/predictor", description="where the predictor build context goes")
     build_image: bool = Field(True, description="run docker build when an engine is present")
+    fairness_measure: FairnessMeasure = Field(
+        "true_positive_rate", description="the measure whose gap between groups the gate can bound"
+    )
+    max_fairness_gap: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="refuse a candidate whose largest gap of that measure (age band, marital status or "
+        "job group, on the test split) exceeds this; unset = report the gaps only",
+    )
 
 
 class RollbackOptions(StageOptions):
@@ -166,7 +179,9 @@ def promote_best(settings: Settings, options: DeployOptions, staged: list[str]) 
     candidate_scores = test_scores(best, test)
     candidate_metrics = evaluate_on_test(best, test, candidate_scores)
     current = _alias_version(client, name, PRODUCTION)
-    decision = _decide(best, current, candidate_metrics, test, options)
+    y = (test[TARGET] == "yes").to_numpy(dtype=int)
+    gaps = fairness_gaps(fairness_table(test, y, candidate_scores, float(best.tags["threshold"])))
+    decision = _gate_fairness(_decide(best, current, candidate_metrics, test, options), gaps, options)
     triggered_by = options.triggered_by or f"user:{getpass.getuser()}"
     _record(
         settings,
@@ -185,6 +200,11 @@ def promote_best(settings: Settings, options: DeployOptions, staged: list[str]) 
         "deploy_decision": decision.action,
         "deploy_reason": decision.reason,
         **{f"test_{k}": round(v, 6) for k, v in candidate_metrics.items()},
+        **{
+            f"fairness_{measure}_gap": f"{gap:.6f} ({dimension})"
+            for measure in GAP_MEASURES
+            for gap, dimension in [largest_gap(gaps, measure)]
+        },
     }
     for tag, value in tags.items():
         client.set_model_version_tag(name, best.version, tag, str(value))
@@ -204,6 +224,28 @@ def promote_best(settings: Settings, options: DeployOptions, staged: list[str]) 
         "staging": staged,
         "test_metrics": candidate_metrics,
     }
+
+
+def _gate_fairness(decision: Decision, gaps: pd.DataFrame, options: DeployOptions) -> Decision:
+    """A promotion becomes a refusal when the candidate's largest gap exceeds the bound."""
+    if decision.action != "promote" or options.max_fairness_gap is None:
+        return decision
+    gap, dimension = largest_gap(gaps, options.fairness_measure)
+    if gap <= options.max_fairness_gap:
+        return replace(
+            decision,
+            reason=f"{decision.reason}; {options.fairness_measure} gap {gap:.4f} ({dimension}) within "
+            f"{options.max_fairness_gap:.4f}",
+        )
+    row = gaps[(gaps["measure"] == options.fairness_measure) & (gaps["dimension"] == dimension)].iloc[0]
+    between = f"{row['lowest']} vs {row['highest']}" if row["lowest"] else f"group {row['highest']}"
+    return replace(
+        decision,
+        action="refuse",
+        reason=f"{decision.reason.removesuffix(', promoted')}; but its {options.fairness_measure} gap "
+        f"by {dimension} is {gap:.4f} ({between}), above the bound {options.max_fairness_gap:.4f}: "
+        "refused, production kept",
+    )
 
 
 def _decide(best, current, candidate_metrics, test, options) -> Decision:

@@ -8,10 +8,8 @@ from mlflow.entities.model_registry import ModelVersion
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from bankmarketing.data.schema import FEATURES, LEAKY_COLUMNS, TARGET
+from bankmarketing.fairness import AGE_BANDS, AGE_LABELS, fairness_gaps, fairness_table
 from bankmarketing.training.evaluation import expected_calibration_error
-
-AGE_BANDS = [17, 25, 35, 45, 55, 65, 120]
-AGE_LABELS = ["18-25", "26-35", "36-45", "46-55", "56-65", "66+"]
 
 
 def segment_table(test: pd.DataFrame, proba: np.ndarray, threshold: float, by: pd.Series) -> pd.DataFrame:
@@ -58,6 +56,22 @@ def calibration_table(y: np.ndarray, proba: np.ndarray, bins: int = 10) -> pd.Da
             }
             for b in range(bins)
             if (which == b).any()
+        ]
+    )
+
+
+def _fairness_section(test: pd.DataFrame, y: np.ndarray, proba: np.ndarray, threshold: float) -> str:
+    table = fairness_table(test, y, proba, threshold)
+    gaps = fairness_gaps(table)
+    shown = table.assign(counted=table["counted"].map({True: "yes", False: "no (too few)"}))
+    return "\n\n".join(
+        [
+            "Selection rate (called at the threshold), true-positive rate (subscribers called) and "
+            "calibration (mean score − observed rate) per group. Gaps: the largest difference "
+            "between two groups of a dimension (calibration: the group furthest off), over groups "
+            "with at least 100 customers and 20 subscribers.",
+            _markdown(gaps.fillna("")),
+            _markdown(shown.drop(columns=["mean_score", "observed_rate"])),
         ]
     )
 
@@ -131,6 +145,8 @@ def model_card(
             f"### {label}\n{_markdown(segment_table(test, proba, threshold, by))}"
             for label, by in segments.items()
         ],
+        "## Fairness by segment",
+        _fairness_section(test, y, proba, threshold),
         "## Limits",
         "- Trained on campaigns of one Portuguese bank, May 2008 – Nov 2010; the data has no "
         "year, and success rates moved strongly with the month (season and economic context).",
