@@ -156,6 +156,26 @@ monitoring_performance = sa.Table(
     sa.UniqueConstraint("model_name", "model_version", "period", name="uq_monitoring_performance"),
 )
 
+#: Fairness of a period whose outcomes are known: one row per dimension and group.
+monitoring_fairness = sa.Table(
+    "monitoring_fairness",
+    metadata,
+    *_period_key(),
+    sa.Column("dimension", sa.String(32), nullable=False),  # age band | marital | job group
+    sa.Column("group_name", sa.String(64), nullable=False),
+    sa.Column("rows", sa.Integer, nullable=False),
+    sa.Column("positives", sa.Integer, nullable=False),
+    sa.Column("selection_rate", sa.Float, nullable=False),
+    sa.Column("true_positive_rate", sa.Float),  # undefined without subscribers
+    sa.Column("mean_score", sa.Float, nullable=False),
+    sa.Column("observed_rate", sa.Float, nullable=False),
+    sa.Column("calibration", sa.Float, nullable=False),
+    sa.Column("counted", sa.Boolean, nullable=False),  # large enough to count in the gaps
+    sa.UniqueConstraint(
+        "model_name", "model_version", "period", "dimension", "group_name", name="uq_monitoring_fairness"
+    ),
+)
+
 #: Call outcomes of past predictions, loaded when they become known.
 prediction_outcome = sa.Table(
     "prediction_outcome",

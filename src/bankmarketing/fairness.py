@@ -50,9 +50,21 @@ def fairness_table(
     min_rows: int = 100,
     min_positives: int = 20,
 ) -> pd.DataFrame:
+    """`fairness_rows` as a frame."""
+    return pd.DataFrame(fairness_rows(customers, y, proba, threshold, min_rows, min_positives))
+
+
+def fairness_rows(
+    customers: pd.DataFrame,
+    y: np.ndarray,
+    proba: np.ndarray,
+    threshold: float,
+    min_rows: int = 100,
+    min_positives: int = 20,
+) -> list[dict]:
     """One row per (dimension, group): customers, subscribers, selection rate at the threshold,
-    true-positive rate, mean score, observed rate, calibration (mean score - observed rate),
-    and whether the group is large enough to count in the gaps."""
+    true-positive rate (None without subscribers), mean score, observed rate, calibration
+    (mean score - observed rate), and whether the group is large enough to count in the gaps."""
     y, proba = np.asarray(y, dtype=int), np.asarray(proba, dtype=float)
     selected = proba >= threshold
     rows = []
@@ -67,14 +79,14 @@ def fairness_table(
                     "rows": len(at),
                     "positives": positives,
                     "selection_rate": float(selected[at].mean()),
-                    "true_positive_rate": float(selected[at][y[at] == 1].mean()) if positives else np.nan,
+                    "true_positive_rate": float(selected[at][y[at] == 1].mean()) if positives else None,
                     "mean_score": float(proba[at].mean()),
                     "observed_rate": float(y[at].mean()),
                     "calibration": float(proba[at].mean() - y[at].mean()),
                     "counted": len(at) >= min_rows and positives >= min_positives,
                 }
             )
-    return pd.DataFrame(rows)
+    return rows
 
 
 def fairness_gaps(table: pd.DataFrame) -> pd.DataFrame:

@@ -37,6 +37,7 @@ EXPECTED_COLUMNS = {
     "Share of missing values per period": ["time", "missing values"],
     "Rows per period": ["time", "rows", "too few rows (not tested)", "minimum rows"],
     "Live performance per period": ["time", "ROC-AUC", "PR-AUC", "precision", "recall", "F1"],
+    "Fairness: gaps between groups per period": ["time", "metric", "value"],
     "Model performance by split": ["split", "ROC-AUC", "PR-AUC", "F1", "precision", "recall"],
     "Drift alert: what the rule sees now": ["model_name", "model_version", "period", "prediction_drift"],
     "Per-column drift (drifted = 1)": ["period", "column", "drifted"],
@@ -191,6 +192,9 @@ def test_panels_show_the_season_scenario(monitoring, mage_engine):
     drift = run("Prediction drift per period")
     assert len(drift) == 7  # test split + Jun..Nov
     assert drift[0][1] <= 0.1 < max(r[1] for r in drift[1:])  # stable test split, drifting months
+    gaps = run("Fairness: gaps between groups per period")
+    assert len({r[0] for r in gaps}) == 7 and all(0 <= r[2] <= 1 for r in gaps)
+    assert {r[1].split(":")[0] for r in gaps} == {"age band", "marital", "job group"}
     splits = [r[0] for r in run("Model performance by split")]
     assert splits == ["train", "validation", "test"]
     matrix = run("Per-column drift (drifted = 1)")

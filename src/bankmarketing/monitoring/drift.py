@@ -44,6 +44,7 @@ class PeriodMetrics:
     dataset_drift_detected: bool | None = None
     column_drift: list[dict] = field(default_factory=list)
     performance: dict | None = None
+    fairness: list[dict] = field(default_factory=list)  # per (dimension, group), labelled rows only
 
 
 def missing_values_share(frame: pd.DataFrame) -> float:

@@ -33,10 +33,12 @@ from bankmarketing.database import (
     engine_for,
     monitoring_column_drift,
     monitoring_drift,
+    monitoring_fairness,
     monitoring_performance,
     prediction_log,
     prediction_outcome,
 )
+from bankmarketing.fairness import fairness_rows
 from bankmarketing.monitoring.drift import (
     PREDICTION,
     TARGET,
@@ -199,15 +201,31 @@ def measure(
     from bankmarketing.monitoring.drift import live_performance, period_metrics
 
     if len(period.frame) < options.min_rows:
-        return PeriodMetrics(
+        metrics = PeriodMetrics(
             rows=len(period.frame),
             missing_values_share=missing_values_share(period.frame),
             performance=live_performance(period.frame, threshold),
         )
-    settings = DriftSettings(
-        options.prediction_stattest, options.prediction_threshold, options.dataset_drift_share
-    )
-    return period_metrics(reference, period.frame, threshold, settings, report_dir / f"{period.name}.html")
+    else:
+        settings = DriftSettings(
+            options.prediction_stattest, options.prediction_threshold, options.dataset_drift_share
+        )
+        report = report_dir / f"{period.name}.html"
+        metrics = period_metrics(reference, period.frame, threshold, settings, report)
+    metrics.fairness = labelled_fairness(period.frame, threshold)
+    return metrics
+
+
+def labelled_fairness(frame: pd.DataFrame, threshold: float) -> list[dict]:
+    """Fairness rows of the period's customers whose outcome is known (none without outcomes)."""
+    if TARGET not in frame:
+        return []
+    labelled = frame[frame[TARGET].notna()]
+    if labelled.empty:
+        return []
+    y, proba = labelled[TARGET].to_numpy(dtype=int), labelled[PREDICTION].to_numpy()
+    rows = fairness_rows(labelled, y, proba, threshold)
+    return [{"group_name": row.pop("group"), **row} for row in rows]
 
 
 def _upsert(connection: sa.Connection, table: sa.Table, key: dict, rows: list[dict]) -> None:
@@ -265,6 +283,7 @@ def store(
     common = {"period_start": period.start, "period_end": period.end, "computed_at": dt.datetime.now(dt.UTC)}
     values = asdict(metrics)
     column_drift, performance = values.pop("column_drift"), values.pop("performance")
+    fairness = values.pop("fairness")
     drift_row = (
         common
         | values
@@ -281,6 +300,7 @@ def store(
         _upsert(connection, monitoring_drift, key, [drift_row])
         _upsert(connection, monitoring_column_drift, key, [common | row for row in column_drift])
         _upsert(connection, monitoring_performance, key, [common | performance] if performance else [])
+        _upsert(connection, monitoring_fairness, key, [common | row for row in fairness])
 
     _transaction(settings.platform_database_url, write, f"period {period.name} of v{period.version}")
     summary = key | drift_row | {"performance": performance}
