@@ -28,7 +28,7 @@ endif
 # CI/CD targets used by .github/workflows (images, drift check, release).
 -include .ci/targets.mk
 
-.PHONY: help setup up down mlflow mlflow-stop prepare train deploy test-model rollback monitor outcomes retrain serve receiver ui build-predictor demo mage-ui test test-fast lint bench clean
+.PHONY: help setup up down mlflow mlflow-stop prepare train deploy test-model fairness rollback monitor outcomes retrain serve receiver ui build-predictor demo mage-ui test test-fast lint bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -75,6 +75,9 @@ deploy: setup mlflow ## run the Mage `deploy` pipeline: stage, gate, promote (VA
 
 test-model: setup mlflow ## run the Mage `test` pipeline: production model on the test split (VARS='{"split": "jun"}')
 	$(MAGE)/mage run mlops test $(if $(VARS),--runtime-vars '$(VARS)')
+
+fairness: setup mlflow ## fairness gaps of the production version on the test split and Jun–Nov, chart in images/
+	$(APP)/bankmarketing fairness --chart images/fairness-gaps.png
 
 rollback: setup mlflow ## move the `production` alias back to `previous` (audited)
 	$(APP)/bankmarketing rollback

@@ -5,9 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow import MlflowClient
 
 from bankmarketing.data.loading import read_raw
-from bankmarketing.fairness import JOB_GROUPS, fairness_gaps, fairness_table, largest_gap
+from bankmarketing.fairness import (
+    JOB_GROUPS,
+    FairnessOptions,
+    fairness_gaps,
+    fairness_report,
+    fairness_table,
+    largest_gap,
+)
 
 
 def _customers(n_young: int, n_old: int) -> pd.DataFrame:
@@ -51,3 +59,20 @@ def test_small_groups_are_shown_but_left_out_of_the_gaps():
 
 def test_every_job_in_the_data_has_a_group(data_csv):
     assert set(read_raw(data_csv)["job"].unique()) <= set(JOB_GROUPS)
+
+
+@pytest.mark.integration
+def test_the_report_gives_the_gaps_per_split_and_agrees_with_the_gate(served, tmp_path):
+    settings, versions, _ = served
+    chart = tmp_path / "gaps.png"
+    report = fairness_report(settings, FairnessOptions(splits=["test", "jun"], chart=str(chart)))
+    assert report["model_version"] == versions["production"]
+    gaps = pd.DataFrame(report["gaps"])
+    assert len(gaps) == 2 * 3 * 3 and gaps["gap"].between(0, 1).all()  # splits x dimensions x measures
+    assert chart.read_bytes().startswith(b"\x89PNG")
+    registry = MlflowClient(settings.tracking_uri)
+    tagged = registry.get_model_version(settings.model_name, versions["production"])
+    gap, dimension = tagged.tags["fairness_true_positive_rate_gap"].split(" ", 1)
+    on_test = gaps[(gaps["split"] == "test") & (gaps["measure"] == "true_positive_rate")]
+    largest = on_test.loc[on_test["gap"].idxmax()]
+    assert (round(largest["gap"], 6), f"({largest['dimension']})") == (float(gap), dimension)

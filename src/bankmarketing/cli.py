@@ -51,6 +51,7 @@ def _stages():
     from bankmarketing.batch import BatchOptions, CampaignOptions, campaign, score_file
     from bankmarketing.data.prepare import PrepareOptions, prepare
     from bankmarketing.deployment import DeployOptions, RollbackOptions, deploy, rollback
+    from bankmarketing.fairness import FairnessOptions, fairness_report
     from bankmarketing.holdout import TestOptions, evaluate_split
     from bankmarketing.monitoring.monitor import MonitorOptions, monitor_and_alert
     from bankmarketing.monitoring.outcomes import OutcomesOptions, load_outcomes
@@ -65,6 +66,7 @@ def _stages():
         "rollback": (RollbackOptions, rollback),
         "build-predictor": (PredictorBuildOptions, build_predictor),
         "test": (TestOptions, evaluate_split),
+        "fairness": (FairnessOptions, fairness_report),
         "score": (BatchOptions, score_file),
         "campaign": (CampaignOptions, campaign),
         "monitor": (MonitorOptions, monitor_and_alert),

@@ -8,8 +8,19 @@ gaps, whose noise would otherwise dominate them.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+from mlflow import MlflowClient
+from pydantic import Field
+
+from bankmarketing.config import Settings
+from bankmarketing.data.prepare import prepared_manifest, read_split
+from bankmarketing.data.schema import FEATURES, TARGET
+from bankmarketing.options import StageOptions
+from bankmarketing.registry import load_pipeline
+from bankmarketing.scoring import Scorer
 
 AGE_BANDS = [17, 25, 35, 45, 55, 65, 120]
 AGE_LABELS = ["18-25", "26-35", "36-45", "46-55", "56-65", "66+"]
@@ -113,3 +124,65 @@ def largest_gap(gaps: pd.DataFrame, measure: str) -> tuple[float, str]:
         return 0.0, "none"
     row = part.loc[part["gap"].idxmax()]
     return float(row["gap"]), str(row["dimension"])
+
+
+# --- the report: a registered version on the test split and the later months ---------------
+
+SEASON_SPLITS = ["test", "jun", "jul", "aug", "sep", "oct", "nov"]
+
+
+class FairnessOptions(StageOptions):
+    """Parameters of `fairness` (CLI flags of the same names)."""
+
+    alias: str = Field("production", description="registry alias of the version to examine")
+    splits: list[str] = Field(SEASON_SPLITS, description="splits of its prepared data, in order")
+    chart: str | None = Field(None, description="write a PNG chart of the gaps per split here")
+
+
+def fairness_report(settings: Settings, options: FairnessOptions) -> dict:
+    """The version's gaps per split (each measure, each dimension); a chart if asked for."""
+    client = MlflowClient(settings.tracking_uri)
+    version = client.get_model_version_by_alias(settings.model_name, options.alias)
+    manifest = prepared_manifest(settings, version.tags["prepared_id"])
+    scorer = Scorer.from_pipeline(load_pipeline(settings.tracking_uri, version.name, version.version))
+    threshold = float(version.tags["threshold"])
+    frames = []
+    for split in options.splits:
+        rows = read_split(manifest, split)
+        y = (rows[TARGET] == "yes").to_numpy(dtype=int)
+        gaps = fairness_gaps(fairness_table(rows, y, scorer.score_frame(rows[list(FEATURES)]), threshold))
+        frames.append(gaps.assign(split=split))
+    report = pd.concat(frames, ignore_index=True)
+    if options.chart:
+        plot_gaps(report, options.splits, Path(options.chart), f"{version.name} v{version.version}")
+    return {
+        "model_name": version.name,
+        "model_version": version.version,
+        "gaps": report[["split", "dimension", "measure", "gap", "lowest", "highest"]].to_dict("records"),
+        "chart": options.chart,
+    }
+
+
+def plot_gaps(report: pd.DataFrame, splits: list[str], path: Path, title: str) -> None:
+    """One panel per measure: the gap of each dimension across the splits."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(GAP_MEASURES), figsize=(14, 4), sharey=True)
+    for axis, measure in zip(axes, GAP_MEASURES, strict=True):
+        part = report[report["measure"] == measure]
+        for dimension in DIMENSIONS:
+            line = part[part["dimension"] == dimension].set_index("split")["gap"].reindex(splits)
+            axis.plot(splits, line.to_numpy(), marker="o", label=dimension)
+        name = measure.replace("_", " ")
+        axis.set_title(f"{name}: furthest group off" if measure == "calibration" else f"{name} gap")
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel("gap between groups")
+    axes[0].legend()
+    figure.suptitle(f"Fairness gaps by split — {title}")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
