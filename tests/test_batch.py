@@ -10,6 +10,8 @@ import pytest
 from bankmarketing.batch import BatchOptions, CampaignOptions, campaign, score_file
 from bankmarketing.data import DataError
 from bankmarketing.data.schema import FEATURES
+from bankmarketing.registry import load_pipeline
+from bankmarketing.scoring import Scorer
 
 pytestmark = pytest.mark.integration
 
@@ -95,6 +97,25 @@ def test_campaign_call_list_within_budget(served, data_csv, tmp_path):
     assert summary["calls"] == len(calls) <= 500
     assert calls["probability"].is_monotonic_decreasing
     assert summary["lift"] > 2 and summary["expected_profit"] > summary["random_expected_profit"]
+
+
+def test_the_call_list_can_carry_each_customers_top_reasons(served, tmp_path):
+    settings, versions, test = served
+    scored = tmp_path / "scored.parquet"
+    test.head(400).to_parquet(tmp_path / "customers.parquet", index=False)
+    score_file(settings, BatchOptions(input=str(tmp_path / "customers.parquet"), output=str(scored)))
+    options = {"input": str(scored), "max_calls": 50, "cost_per_call": 0, "stop_when_unprofitable": False}
+    campaign(settings, CampaignOptions(output=str(tmp_path / "calls.csv"), reasons=3, **options))
+    calls = pd.read_csv(tmp_path / "calls.csv", keep_default_na=False)
+    assert len(calls) == 50 and {"reason_1", "reason_2", "reason_3"} <= set(calls.columns)
+    pipeline = load_pipeline(settings.tracking_uri, settings.model_name, versions["production"])
+    scorer = Scorer.from_pipeline(pipeline)
+    first = calls.loc[0, list(FEATURES)].to_dict()
+    parts = scorer.explain([first])[0]
+    top = max((f for f in parts if f != "bias"), key=parts.get)
+    assert calls.loc[0, "reason_1"].startswith(f"{top}={first[top]} (+{parts[top]:.2f})")
+    plain = campaign(settings, CampaignOptions(output=str(tmp_path / "plain.csv"), **options))
+    assert plain["calls"] == 50 and "reason_1" not in pd.read_csv(tmp_path / "plain.csv").columns
 
 
 @pytest.mark.timeout(600)

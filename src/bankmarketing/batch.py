@@ -24,9 +24,10 @@ from pydantic import Field
 from bankmarketing.config import Settings
 from bankmarketing.data import DataError
 from bankmarketing.data.schema import CATEGORIES, FEATURES, MISSING, RANGES, build_schema
+from bankmarketing.explanations import top_reasons
 from bankmarketing.options import StageOptions
 from bankmarketing.registry import load_pipeline
-from bankmarketing.scoring import Scorer
+from bankmarketing.scoring import ExplanationUnavailable, Scorer
 from bankmarketing.targeting import plan_campaign
 
 log = logging.getLogger(__name__)
@@ -301,6 +302,9 @@ class CampaignOptions(StageOptions):
     cost_per_call: float = Field(5.0, ge=0)
     value_per_subscription: float = Field(50.0, ge=0)
     stop_when_unprofitable: bool = Field(True, description="never call where p·value < cost")
+    reasons: int = Field(
+        0, ge=0, le=5, description="add each customer's top N reasons (the scoring version's contributions)"
+    )
 
 
 def campaign(settings: Settings, options: CampaignOptions) -> dict:
@@ -320,10 +324,33 @@ def campaign(settings: Settings, options: CampaignOptions) -> dict:
         )
     except ValueError as exc:
         raise DataError(str(exc)) from None
+    call_list = plan.call_list
+    if options.reasons and len(call_list):
+        call_list = with_reasons(settings, call_list, options.reasons)
     writer = _Writer(target)
-    writer.write(plan.call_list)
+    writer.write(call_list)
     writer.close()
     return {"output": str(target), **plan.summary}
+
+
+def with_reasons(
+    settings: Settings, call_list: pd.DataFrame, count: int, chunk_rows: int = 10_000
+) -> pd.DataFrame:
+    """The call list with columns reason_1..count: the fields that raise each customer's score most."""
+    versions = call_list["model_version"].astype(str).unique()
+    if len(versions) != 1:
+        raise DataError(f"the scored file mixes model versions {sorted(versions)}: score it again in one run")
+    scorer = Scorer.from_pipeline(load_pipeline(settings.tracking_uri, settings.model_name, versions[0]))
+    records = call_list[list(FEATURES)].to_dict("records")
+    reasons: list[list[str]] = []
+    try:
+        for start in range(0, len(records), chunk_rows):
+            part = records[start : start + chunk_rows]
+            reasons.extend(top_reasons(part, scorer.explain(part), count))
+    except ExplanationUnavailable as exc:
+        raise DataError(f"version {versions[0]} cannot give reasons: {exc}") from None
+    columns = {f"reason_{i + 1}": [r[i] if i < len(r) else "" for r in reasons] for i in range(count)}
+    return call_list.assign(**columns)
 
 
 def score_file_with_spark(settings: Settings, options: BatchOptions, version: str, threshold: float) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
+import json
 import logging
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -22,10 +23,12 @@ from bankmarketing.data import DataError
 from bankmarketing.data.prepare import read_prepared_split
 from bankmarketing.data.schema import TARGET
 from bankmarketing.database import deployment_audit, engine_for
+from bankmarketing.explanations import EXPLANATION_ARTIFACT, global_explanation
 from bankmarketing.fairness import GAP_MEASURES, fairness_gaps, fairness_table, largest_gap
 from bankmarketing.model_card import model_card
 from bankmarketing.options import StageOptions
-from bankmarketing.registry import COMPLETE_TAG
+from bankmarketing.registry import COMPLETE_TAG, load_pipeline
+from bankmarketing.scoring import ExplanationUnavailable, Scorer
 from bankmarketing.training.evaluation import classification_metrics
 from bankmarketing.training.train import xy
 
@@ -212,7 +215,8 @@ def promote_best(settings: Settings, options: DeployOptions, staged: list[str]) 
         if current:
             client.set_registered_model_alias(name, PREVIOUS, current.version)
         client.set_registered_model_alias(name, PRODUCTION, best.version)
-        card = model_card(best, candidate_metrics, test, candidate_scores)
+        explanation = explain_version(settings, best, test)
+        card = model_card(best, candidate_metrics, test, candidate_scores, explanation)
         client.log_text(best.run_id, card, "model_card.md")
         client.update_model_version(name, best.version, description=card)
     log.info("deploy %s: %s", decision.action, decision.reason)
@@ -224,6 +228,20 @@ def promote_best(settings: Settings, options: DeployOptions, staged: list[str]) 
         "staging": staged,
         "test_metrics": candidate_metrics,
     }
+
+
+def explain_version(settings: Settings, version: ModelVersion, test: pd.DataFrame) -> dict | None:
+    """The version's global explanation on its test split, logged on its run (None: not explainable)."""
+    scorer = Scorer.from_pipeline(load_pipeline(settings.tracking_uri, version.name, version.version))
+    try:
+        explanation = global_explanation(scorer, test)
+    except ExplanationUnavailable as exc:
+        log.warning("version %s has no global explanation: %s", version.version, exc)
+        return None
+    MlflowClient(settings.tracking_uri).log_text(
+        version.run_id, json.dumps(explanation, indent=1), EXPLANATION_ARTIFACT
+    )
+    return explanation
 
 
 def _gate_fairness(decision: Decision, gaps: pd.DataFrame, options: DeployOptions) -> Decision:

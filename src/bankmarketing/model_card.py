@@ -60,6 +60,24 @@ def calibration_table(y: np.ndarray, proba: np.ndarray, bins: int = 10) -> pd.Da
     )
 
 
+def _explanation_section(explanation: dict | None) -> str:
+    if explanation is None:
+        return "This model kind has no per-feature contributions."
+    importance = pd.DataFrame(explanation["importance"][:10])
+    dependence = [
+        f"### {field}\n{_markdown(pd.DataFrame(rows))}" for field, rows in explanation["dependence"].items()
+    ]
+    return "\n\n".join(
+        [
+            f"Mean absolute contribution to the log-odds per field over {explanation['rows']:,} test "
+            "customers (the model's own contributions), the ten largest; then the mean score and "
+            "the field's mean contribution by value.",
+            _markdown(importance),
+            *dependence,
+        ]
+    )
+
+
 def _fairness_section(test: pd.DataFrame, y: np.ndarray, proba: np.ndarray, threshold: float) -> str:
     table = fairness_table(test, y, proba, threshold)
     gaps = fairness_gaps(table)
@@ -77,7 +95,11 @@ def _fairness_section(test: pd.DataFrame, y: np.ndarray, proba: np.ndarray, thre
 
 
 def model_card(
-    version: ModelVersion, metrics: dict[str, float], test: pd.DataFrame, proba: np.ndarray
+    version: ModelVersion,
+    metrics: dict[str, float],
+    test: pd.DataFrame,
+    proba: np.ndarray,
+    explanation: dict | None = None,
 ) -> str:
     """Markdown: data, intended use, features, metrics beside baselines, calibration, segments, limits.
 
@@ -145,6 +167,8 @@ def model_card(
             f"### {label}\n{_markdown(segment_table(test, proba, threshold, by))}"
             for label, by in segments.items()
         ],
+        "## What drives the score",
+        _explanation_section(explanation),
         "## Fairness by segment",
         _fairness_section(test, y, proba, threshold),
         "## Limits",

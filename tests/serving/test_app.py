@@ -119,6 +119,8 @@ def test_health_ready_model_metrics_openapi(client, served):
     model = client.get("/model").get_json()
     assert model["version"] == versions["production"] and model["fast_path"] is True
     assert "test_pr_auc" in model["metrics"] and model["card"].startswith("# Model card")
+    importance = model["explanation"]["importance"]  # the global explanation logged at deploy
+    assert len(importance) == 15 and importance[0]["mean_abs_contribution"] > 0
     client.post("/predict", json={"customer": customer(served[2])})
     text = client.get("/metrics").get_data(as_text=True)
     assert 'predictor_requests_total{endpoint="/predict",status="200"}' in text

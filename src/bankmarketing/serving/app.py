@@ -358,6 +358,7 @@ def create_app(
                 "loaded_at": _iso(model.loaded_at),
                 "next": {"version": upcoming[0], "serving_from": _iso(upcoming[1])} if upcoming else None,
                 "card": model.card,
+                "explanation": model.explanation,
             }
         )
 

@@ -7,14 +7,17 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import mlflow.artifacts
 import mlflow.sklearn
 from mlflow import MlflowClient
 
+from bankmarketing.explanations import EXPLANATION_ARTIFACT
 from bankmarketing.registry import download_version, require_tracking_server
 from bankmarketing.scoring import Scorer
 
@@ -33,6 +36,7 @@ class LoadedModel:
     metrics: dict[str, float] = field(default_factory=dict)
     card: str = ""
     tags: dict[str, str] = field(default_factory=dict)
+    explanation: dict | None = None  # the version's global explanation, when it was logged
     loaded_at: float = field(default_factory=time.time)
 
 
@@ -103,6 +107,7 @@ class ModelHolder:
             if target is not None and target.version == version.version and target.source == "registry":
                 return False
             folder = self._download(version.version)
+            self._download_explanation(version.version, version.run_id)
             loaded = self._load(folder, version.version, version.tags, version.description or "")
             if self._current is None or self.switch_delay_s <= 0:
                 self._current, self._pending = loaded, None  # atomic: requests hold their own reference
@@ -181,8 +186,30 @@ class ModelHolder:
                 shutil.rmtree(staging, ignore_errors=True)
         return target
 
+    def _explanation_path(self, version: str) -> Path:
+        return self.cache_dir / f"{version}.{EXPLANATION_ARTIFACT}"
+
+    def _download_explanation(self, version: str, run_id: str | None) -> None:
+        """The version's global explanation beside its files, when its run has one."""
+        target = self._explanation_path(version)
+        if target.is_file() or not run_id:
+            return
+        try:
+            with tempfile.TemporaryDirectory(dir=self.cache_dir) as folder:
+                local = mlflow.artifacts.download_artifacts(
+                    run_id=run_id,
+                    artifact_path=EXPLANATION_ARTIFACT,
+                    dst_path=folder,
+                    tracking_uri=self.tracking_uri,
+                )
+                Path(local).replace(target)
+        except Exception as exc:  # an older version without one: /model says so
+            log.info("version %s has no %s: %s", version, EXPLANATION_ARTIFACT, type(exc).__name__)
+
     def _load(self, folder: Path, version: str, tags: dict, card: str, source: str = "registry"):
         pipeline = mlflow.sklearn.load_model(str(folder))
+        explanation_path = self._explanation_path(version)
+        explanation = json.loads(explanation_path.read_text()) if explanation_path.is_file() else None
         metrics = {k: float(v) for k, v in tags.items() if k.startswith(("val_", "test_"))}
         loaded = LoadedModel(
             name=self.name,
@@ -193,6 +220,7 @@ class ModelHolder:
             metrics=metrics,
             card=card,
             tags=dict(tags),
+            explanation=explanation,
         )
         if source == "registry":
             record = {"version": version, "tags": tags, "card": card}
