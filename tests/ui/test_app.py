@@ -216,3 +216,14 @@ def test_campaign_page_shows_targeting_numbers_for_the_scored_file(predictor_url
 
     at.number_input(key="cost_per_call").set_value(0.0).run()
     assert not at.exception and "cost_per_call must be > 0 when the budget is money" in at.error[0].value
+
+
+def test_explanation_page_shows_the_served_versions_global_explanation(predictor_url, served):
+    _, versions, _ = served
+    at = app()
+    at.session_state["page"] = views.PAGES[3]
+    at.run()
+    assert not at.exception and not errors(at)
+    assert f"v{versions['production']}:" in at.caption[0].value and "test customers" in at.caption[0].value
+    assert [h.value for h in at.subheader] == ["age", "balance", "poutcome"]
+    assert len(at.get("arrow_vega_lite_chart")) == 4  # importance + three dependence charts

@@ -10,6 +10,7 @@ import streamlit as st
 from bankmarketing.ui.client import PredictorClient
 from bankmarketing.ui.views import (
     PAGES,
+    explanation_page,
     model_sidebar,
     plan_campaign_page,
     score_customer_page,
@@ -23,7 +24,10 @@ def main() -> None:
     st.sidebar.title("Term-deposit predictor")
     page = st.sidebar.radio("Page", PAGES, key="page")
     model_sidebar(client)
-    {PAGES[0]: score_customer_page, PAGES[1]: score_file_page, PAGES[2]: plan_campaign_page}[page](client)
+    pages = dict(
+        zip(PAGES, (score_customer_page, score_file_page, plan_campaign_page, explanation_page), strict=True)
+    )
+    pages[page](client)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from bankmarketing.ui.customers import (
     to_customers,
 )
 
-PAGES = ("Score a customer", "Score a file", "Plan a campaign")
+PAGES = ("Score a customer", "Score a file", "Plan a campaign", "What drives the score")
 #: Session state: the last scored file (a frame with probability), its name and upload id.
 SCORED, SCORED_NAME, SCORED_ID = "scored_frame", "scored_name", "scored_file_id"
 PLAN_CACHE = "plan_upload_scores"
@@ -332,3 +332,53 @@ def _gains_chart(gains: pd.DataFrame, share_called: float) -> alt.LayerChart:
         .encode(x="share_called:Q")
     )
     return (curve + cut).properties(title="Cumulative gains")
+
+
+# --- (d) the served version's global explanation ------------------------------------------------------
+
+
+def explanation_page(client: PredictorClient) -> None:
+    st.header("What drives the score")
+    try:
+        model = client.model()
+    except PredictorError as exc:
+        show_error(exc)
+        return
+    explanation = model.get("explanation")
+    if not explanation:
+        st.info(
+            f"Version {model['version']} has no global explanation: its model kind has no per-feature "
+            "contributions (only XGBoost and logistic regression have them), or it was promoted before "
+            "explanations were logged."
+        )
+        return
+    st.caption(
+        f"Model {model['name']} v{model['version']}: the model's own contributions to the log-odds over "
+        f"{explanation['rows']:,} test customers."
+    )
+    importance = pd.DataFrame(explanation["importance"])
+    st.altair_chart(
+        alt.Chart(importance)
+        .mark_bar()
+        .encode(
+            x=alt.X("mean_abs_contribution:Q", title="mean |contribution| (log-odds)"),
+            y=alt.Y("feature:N", sort=None, title=None),
+            tooltip=["feature", alt.Tooltip("mean_abs_contribution:Q", format=".3f")],
+        ),
+        width="stretch",
+    )
+    columns = st.columns(len(explanation["dependence"]))
+    for column, (field, rows) in zip(columns, explanation["dependence"].items(), strict=True):
+        frame = pd.DataFrame(rows)
+        column.subheader(field)
+        column.altair_chart(
+            alt.Chart(frame)
+            .mark_bar()
+            .encode(
+                x=alt.X("bin:N", sort=None, title=None),
+                y=alt.Y("mean_score:Q", title="mean score", axis=alt.Axis(format="%")),
+                tooltip=["bin", "rows", alt.Tooltip("mean_score:Q", format=".3f"),
+                         alt.Tooltip("mean_contribution:Q", format=".3f")],
+            ),
+            width="stretch",
+        )
