@@ -13,7 +13,7 @@ from bankmarketing.fairness import (
     FairnessOptions,
     fairness_gaps,
     fairness_report,
-    fairness_table,
+    fairness_rows,
     largest_gap,
 )
 
@@ -33,7 +33,7 @@ def test_measures_per_group_are_what_the_definitions_give():
     # Young: 40 subscribers, 20 of them called; 10 non-subscribers called. Old: 40 subscribers, all called.
     y = np.array([1] * 40 + [0] * 160 + [1] * 40 + [0] * 160)
     proba = np.array([0.9] * 20 + [0.1] * 20 + [0.8] * 10 + [0.2] * 150 + [0.7] * 40 + [0.1] * 160)
-    table = fairness_table(customers, y, proba, threshold=0.5).set_index(["dimension", "group"])
+    table = pd.DataFrame(fairness_rows(customers, y, proba, 0.5)).set_index(["dimension", "group"])
     young, old = table.loc[("age band", "26-35")], table.loc[("age band", "66+")]
     assert (young["rows"], young["positives"]) == (200, 40)
     assert (young["selection_rate"], old["selection_rate"]) == pytest.approx((30 / 200, 40 / 200))
@@ -41,7 +41,7 @@ def test_measures_per_group_are_what_the_definitions_give():
     expected_mean = (20 * 0.9 + 20 * 0.1 + 10 * 0.8 + 150 * 0.2) / 200
     assert young["calibration"] == pytest.approx(expected_mean - 0.2)
     assert table.loc[("job group", "not working"), "rows"] == 400  # students and the retired
-    gaps = fairness_gaps(fairness_table(customers, y, proba, 0.5))
+    gaps = fairness_gaps(fairness_rows(customers, y, proba, 0.5))
     tpr = gaps[(gaps["dimension"] == "age band") & (gaps["measure"] == "true_positive_rate")].iloc[0]
     assert tpr["gap"] == pytest.approx(0.5) and (tpr["lowest"], tpr["highest"]) == ("26-35", "66+")
     assert largest_gap(gaps, "true_positive_rate") == (pytest.approx(0.5), "age band")
@@ -51,9 +51,9 @@ def test_small_groups_are_shown_but_left_out_of_the_gaps():
     customers = _customers(300, 30)  # 30 old customers: fewer than the 100 a group needs
     y = np.array([1] * 60 + [0] * 240 + [1] * 10 + [0] * 20)
     proba = np.where(np.arange(330) < 300, 0.9, 0.0)  # the old are never called
-    table = fairness_table(customers, y, proba, threshold=0.5)
-    assert not table.set_index(["dimension", "group"]).loc[("age band", "66+"), "counted"]
-    gaps = fairness_gaps(table)
+    rows = fairness_rows(customers, y, proba, threshold=0.5)
+    assert not pd.DataFrame(rows).set_index(["dimension", "group"]).loc[("age band", "66+"), "counted"]
+    gaps = fairness_gaps(rows)
     assert largest_gap(gaps, "selection_rate") == (0.0, "age band")  # one counted group: no gap
 
 

@@ -24,7 +24,7 @@ from bankmarketing.data.prepare import read_prepared_split
 from bankmarketing.data.schema import TARGET
 from bankmarketing.database import deployment_audit, engine_for
 from bankmarketing.explanations import EXPLANATION_ARTIFACT, global_explanation
-from bankmarketing.fairness import GAP_MEASURES, fairness_gaps, fairness_table, largest_gap
+from bankmarketing.fairness import GAP_MEASURES, fairness_gaps, fairness_rows, largest_gap
 from bankmarketing.model_card import model_card
 from bankmarketing.options import StageOptions
 from bankmarketing.registry import COMPLETE_TAG, load_pipeline
@@ -183,7 +183,7 @@ def promote_best(settings: Settings, options: DeployOptions, staged: list[str]) 
     candidate_metrics = evaluate_on_test(best, test, candidate_scores)
     current = _alias_version(client, name, PRODUCTION)
     y = (test[TARGET] == "yes").to_numpy(dtype=int)
-    gaps = fairness_gaps(fairness_table(test, y, candidate_scores, float(best.tags["threshold"])))
+    gaps = fairness_gaps(fairness_rows(test, y, candidate_scores, float(best.tags["threshold"])))
     decision = _gate_fairness(_decide(best, current, candidate_metrics, test, options), gaps, options)
     triggered_by = options.triggered_by or f"user:{getpass.getuser()}"
     _record(

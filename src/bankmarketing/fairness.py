@@ -53,18 +53,6 @@ def groups(customers: pd.DataFrame) -> dict[str, pd.Series]:
     }
 
 
-def fairness_table(
-    customers: pd.DataFrame,
-    y: np.ndarray,
-    proba: np.ndarray,
-    threshold: float,
-    min_rows: int = 100,
-    min_positives: int = 20,
-) -> pd.DataFrame:
-    """`fairness_rows` as a frame."""
-    return pd.DataFrame(fairness_rows(customers, y, proba, threshold, min_rows, min_positives))
-
-
 def fairness_rows(
     customers: pd.DataFrame,
     y: np.ndarray,
@@ -100,8 +88,10 @@ def fairness_rows(
     return rows
 
 
-def fairness_gaps(table: pd.DataFrame) -> pd.DataFrame:
-    """Per dimension: the gap of each measure over the groups that count, and the groups at its ends."""
+def fairness_gaps(groups_rows: list[dict]) -> pd.DataFrame:
+    """Per dimension: the gap of each measure over the groups that count (`fairness_rows`), and
+    the groups at its ends."""
+    table = pd.DataFrame(groups_rows).astype({"true_positive_rate": float})
     rows = []
     for dimension, part in table[table["counted"]].groupby("dimension", sort=False):
         for measure in GAP_MEASURES:
@@ -150,7 +140,7 @@ def fairness_report(settings: Settings, options: FairnessOptions) -> dict:
     for split in options.splits:
         rows = read_split(manifest, split)
         y = (rows[TARGET] == "yes").to_numpy(dtype=int)
-        gaps = fairness_gaps(fairness_table(rows, y, scorer.score_frame(rows[list(FEATURES)]), threshold))
+        gaps = fairness_gaps(fairness_rows(rows, y, scorer.score_frame(rows[list(FEATURES)]), threshold))
         frames.append(gaps.assign(split=split))
     report = pd.concat(frames, ignore_index=True)
     if options.chart:

@@ -8,7 +8,7 @@ from mlflow.entities.model_registry import ModelVersion
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from bankmarketing.data.schema import FEATURES, LEAKY_COLUMNS, TARGET
-from bankmarketing.fairness import AGE_BANDS, AGE_LABELS, fairness_gaps, fairness_table
+from bankmarketing.fairness import AGE_BANDS, AGE_LABELS, fairness_gaps, fairness_rows
 from bankmarketing.training.evaluation import expected_calibration_error
 
 
@@ -79,8 +79,8 @@ def _explanation_section(explanation: dict | None) -> str:
 
 
 def _fairness_section(test: pd.DataFrame, y: np.ndarray, proba: np.ndarray, threshold: float) -> str:
-    table = fairness_table(test, y, proba, threshold)
-    gaps = fairness_gaps(table)
+    rows = fairness_rows(test, y, proba, threshold)
+    table, gaps = pd.DataFrame(rows), fairness_gaps(rows)
     shown = table.assign(counted=table["counted"].map({True: "yes", False: "no (too few)"}))
     return "\n\n".join(
         [
