@@ -25,7 +25,7 @@ from tests.conftest import REPO, free_port, settings_for
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 IMAGES = REPO / "images"
-PIPELINES = ("prepare", "train", "deploy", "test", "monitor", "retrain")
+PIPELINES = ("prepare", "train", "deploy", "test", "monitor", "retrain", "outcomes")
 
 
 def test_local_secrets_are_generated_once_and_kept(tmp_path):
@@ -199,7 +199,7 @@ def test_make_up_starts_every_service_healthy(stack):
 
 
 @pytest.mark.integration
-def test_the_mage_ui_lists_the_six_pipelines(stack, page):
+def test_the_mage_ui_lists_every_pipeline(stack, page):
     env = stack["service_env"]
     page.set_viewport_size({"width": 1400, "height": 2600})  # the list shows each description in full
     page.goto(f"{env['MAGE_API_URL']}/sign-in", wait_until="networkidle")

@@ -1,7 +1,8 @@
 """The `retrain` stage: prepare the newest window, train, and promote only through the gate.
 
 Started by the alert receiver (with the alert as variables), by hand, or on a schedule. The
-newest window is the reference months plus the later months whose outcomes are known.
+newest window is the reference months plus the later months whose outcomes are known, plus
+the logged predictions whose call outcomes were loaded since (`outcomes`).
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from pydantic import Field, field_validator
 
 from bankmarketing.config import Settings
 from bankmarketing.data.prepare import PrepareOptions, prepare
+from bankmarketing.data.schema import MONTHS
 from bankmarketing.data.split import REFERENCE_MONTHS
 from bankmarketing.database import engine_for, monitoring_performance
 from bankmarketing.deployment import DeployOptions, deploy
 from bankmarketing.monitoring.monitor import LATER_MONTHS
+from bankmarketing.monitoring.outcomes import labelled_predictions
 from bankmarketing.options import StageOptions, only_known
 from bankmarketing.training.train import TrainOptions, train
 
@@ -27,6 +30,9 @@ class RetrainOptions(StageOptions):
     )
     train: TrainOptions = Field(default_factory=TrainOptions, description="variables of train")
     deploy: DeployOptions = Field(default_factory=DeployOptions, description="variables of deploy")
+    use_feedback: bool = Field(
+        True, description="train also on logged predictions whose call outcomes are known, and their months"
+    )
     # the alert that started the run
     alertname: str | None = None
     fingerprint: str | None = None
@@ -64,7 +70,12 @@ def window_months(settings: Settings, options: RetrainOptions) -> list[str]:
 
 
 def prepare_options(settings: Settings, options: RetrainOptions) -> PrepareOptions:
-    return PrepareOptions(train_months=window_months(settings, options))
+    """The window's months, extended by the months of the labelled predictions when they are used."""
+    months = window_months(settings, options)
+    if options.use_feedback:
+        logged = set(labelled_predictions(settings)["month"])
+        months = [*months, *(m for m in MONTHS if m in logged and m not in months)]
+    return PrepareOptions(train_months=months, feedback=options.use_feedback)
 
 
 def deploy_options(options: RetrainOptions, run_label: str) -> DeployOptions:

@@ -10,13 +10,15 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
+import pandera.pandas as pa
 from pydantic import Field, field_validator
 
 from bankmarketing.config import Settings
 from bankmarketing.data import DataError, loading, synthetic
-from bankmarketing.data.schema import MONTHS
+from bankmarketing.data.schema import FEATURES, MONTHS, TARGET, build_schema
 from bankmarketing.data.split import REFERENCE_MONTHS, season_scenario, split_train_validation_test
 from bankmarketing.data.validation import check_bad_share, validate
+from bankmarketing.monitoring.outcomes import labelled_predictions
 from bankmarketing.options import StageOptions, only_known
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,11 @@ class PrepareOptions(StageOptions):
     synthetic: bool = Field(False, description="generate synthetic data instead of loading")
     synthetic_rows: int = Field(5_000, ge=100)
     allow_download: bool = True
+    feedback: bool = Field(
+        False,
+        description="add logged predictions whose call outcomes are known (prediction_log joined to "
+        "prediction_outcome) to the training window",
+    )
 
     @field_validator("train_months")
     @classmethod
@@ -107,14 +114,34 @@ def _write_atomically(target: Path, write) -> None:
     staging.rename(target)
 
 
+def feedback_rows(settings: Settings) -> pd.DataFrame:
+    """Logged predictions with known outcomes as data rows (no `duration`: never a feature)."""
+    rows = labelled_predictions(settings)
+    try:
+        return build_schema((*FEATURES, TARGET)).validate(rows, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        raise DataError(f"logged predictions with outcomes fail the data contract: {exc}") from None
+
+
 def split_and_write(
-    settings: Settings, options: PrepareOptions, raw: pd.DataFrame, clean: pd.DataFrame
+    settings: Settings,
+    options: PrepareOptions,
+    raw: pd.DataFrame,
+    clean: pd.DataFrame,
+    feedback: pd.DataFrame | None = None,
 ) -> dict:
-    """Version, split and write Parquet; make it current only once fully written."""
-    version = content_hash(clean)
+    """Version, split and write Parquet; make it current only once fully written.
+
+    `feedback` rows (logged predictions with outcomes) join the training window only.
+    """
+    feedback = feedback if feedback is not None else clean.iloc[:0]
+    version = content_hash(pd.concat([clean, feedback], ignore_index=True) if len(feedback) else clean)
     if options.synthetic:
         version = f"{synthetic.SYNTHETIC_TAG}-{version}"
     window = clean[clean["month"].isin(options.train_months)]
+    if len(feedback):
+        added = feedback[feedback["month"].isin(options.train_months)]
+        window = pd.concat([window, added], ignore_index=True)
     if (window["y"] == "yes").sum() < 10 or (window["y"] == "no").sum() < 10:
         raise DataError(
             f"train_months {options.train_months} hold {len(window)} rows with "
@@ -135,6 +162,7 @@ def split_and_write(
         "prepared_id": prepared_id,
         "synthetic": options.synthetic,
         "clean_rows": len(clean),
+        "feedback_rows": int(feedback["month"].isin(options.train_months).sum()),
         "positive_share": round(float((clean["y"] == "yes").mean()), 6),
         "options": options.model_dump(),
         "splits": {n: {"file": f"{n}.parquet", "rows": len(p)} for n, p in splits.items()},
@@ -163,7 +191,8 @@ def prepare(settings: Settings, options: PrepareOptions) -> dict:
     """
     raw = load(settings, options)
     clean = validate_and_quarantine(settings, options, raw)
-    return split_and_write(settings, options, raw, clean)
+    feedback = feedback_rows(settings) if options.feedback else None
+    return split_and_write(settings, options, raw, clean, feedback)
 
 
 def current_manifest(settings: Settings) -> dict:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from pydantic import Field
 
 from bankmarketing.config import Settings
 from bankmarketing.data import DataError
+from bankmarketing.data.schema import FEATURES
 from bankmarketing.database import engine_for, prediction_log, prediction_outcome
 from bankmarketing.options import StageOptions
 
@@ -66,15 +68,28 @@ def read_outcomes(path: Path) -> pd.DataFrame:
 def load_outcomes(settings: Settings, path: Path | OutcomesOptions) -> dict:
     """Upsert a file's outcomes (a reloaded request id replaces its outcome) in one transaction."""
     path = Path(path.path) if isinstance(path, OutcomesOptions) else path
-    outcomes = read_outcomes(path)
+    return store_outcomes(settings, read_outcomes(path), str(path))
+
+
+def _moment(value) -> dt.datetime | None:
+    """A timezone-aware datetime (naive ones are taken as UTC), or None."""
+    if value is None or value is pd.NaT or (isinstance(value, float) and value != value):
+        return None
+    moment = value.to_pydatetime() if isinstance(value, pd.Timestamp) else value
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def store_outcomes(settings: Settings, outcomes: pd.DataFrame, source: str) -> dict:
+    """Upsert validated outcomes (`request_id`, `subscribed`, `observed_at`); count the predictions
+    they label."""
     now = dt.datetime.now(dt.UTC)
     rows = [
         {
             "request_id": r.request_id,
             "subscribed": bool(r.subscribed),
-            "observed_at": None if pd.isna(r.observed_at) else r.observed_at.to_pydatetime(),
+            "observed_at": _moment(r.observed_at),
             "loaded_at": now,
-            "source": str(path)[-200:],
+            "source": source[-200:],
         }
         for r in outcomes.itertuples()
     ]
@@ -93,3 +108,20 @@ def load_outcomes(settings: Settings, path: Path | OutcomesOptions) -> dict:
             ).scalar_one()
             connection.execute(sa.insert(prediction_outcome), rows[start : start + 5_000])
     return {"loaded": len(rows), "matched_predictions": matched}
+
+
+def labelled_predictions(settings: Settings) -> pd.DataFrame:
+    """Logged predictions whose outcome is known, as data rows: the 15 features and `y` (yes/no).
+
+    One row per request id (its last logged prediction); what `retrain` adds to its window.
+    """
+    query = (
+        sa.select(prediction_log.c.request_id, prediction_log.c.features, prediction_outcome.c.subscribed)
+        .join(prediction_outcome, prediction_outcome.c.request_id == prediction_log.c.request_id)
+        .order_by(prediction_log.c.id)
+    )
+    with engine_for(settings.platform_database_url).connect() as connection:
+        found = pd.DataFrame(connection.execute(query).all(), columns=["request_id", "features", "known"])
+    found = found.drop_duplicates("request_id", keep="last")
+    rows = pd.DataFrame.from_records(found["features"].tolist(), columns=list(FEATURES))
+    return rows.assign(y=np.where(found["known"].to_numpy(dtype=bool), "yes", "no"))

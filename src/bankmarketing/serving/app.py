@@ -18,16 +18,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import sqlalchemy as sa
 from flask import Flask, Response, jsonify, request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import ValidationError
 
 from bankmarketing.config import Settings, check_credential
+from bankmarketing.monitoring.outcomes import store_outcomes
 from bankmarketing.scoring import ExplanationUnavailable
 from bankmarketing.serving.model_holder import ModelHolder
 from bankmarketing.serving.openapi import openapi_document
 from bankmarketing.serving.prediction_log import PredictionLog
-from bankmarketing.serving.schemas import BatchRequest, PredictRequest, record, validation_errors
+from bankmarketing.serving.schemas import (
+    BatchRequest,
+    OutcomesRequest,
+    PredictRequest,
+    record,
+    validation_errors,
+)
 from bankmarketing.web import install_json_errors, json_error
 
 log = logging.getLogger(__name__)
@@ -373,13 +382,55 @@ def create_app(
     def openapi():
         return jsonify(document)
 
+    def admin_denied():
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), config.admin_token.encode()):
+            return json_error(401, "missing or wrong bearer token")
+        return None
+
+    @app.post("/outcomes")
+    def outcomes():
+        if not config.admin_token:
+            return json_error(403, "loading outcomes is disabled: PREDICTOR_ADMIN_TOKEN is not set")
+        denied = admin_denied()
+        if denied:
+            return denied
+        body, failure = parse(OutcomesRequest)
+        if failure:
+            return failure
+        if len(body.outcomes) > config.max_batch:
+            return json_error(
+                413,
+                f"{len(body.outcomes)} outcomes; at most {config.max_batch} per request",
+                [{"field": "outcomes", "message": f"at most {config.max_batch} items"}],
+            )
+        seen: dict[str, int] = {}
+        for i, outcome in enumerate(body.outcomes):
+            if outcome.request_id in seen:
+                field = f"outcomes.{i}.request_id"
+                message = f"{outcome.request_id!r} appears twice (also outcomes.{seen[outcome.request_id]})"
+                return json_error(422, "invalid request", [{"field": field, "message": message}])
+            seen[outcome.request_id] = i
+        frame = pd.DataFrame(
+            {
+                "request_id": [o.request_id for o in body.outcomes],
+                "subscribed": [o.subscribed for o in body.outcomes],
+                "observed_at": pd.Series([o.observed_at for o in body.outcomes], dtype=object),
+            }
+        )
+        try:
+            return jsonify(store_outcomes(settings, frame, f"api {request.remote_addr}"))
+        except sa.exc.SQLAlchemyError as exc:
+            log.error("outcomes not stored: %s", exc)
+            return json_error(503, "the platform database is unavailable: nothing loaded, send them again")
+
     @app.post("/admin/reload")
     def reload():
         if not config.admin_token:
             return json_error(403, "reload is disabled: PREDICTOR_ADMIN_TOKEN is not set")
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given.encode(), config.admin_token.encode()):
-            return json_error(401, "missing or wrong bearer token")
+        denied = admin_denied()
+        if denied:
+            return denied
         try:
             changed = holder.refresh()
         except Exception as exc:

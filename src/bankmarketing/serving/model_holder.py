@@ -194,17 +194,11 @@ class ModelHolder:
         target = self._explanation_path(version)
         if target.is_file() or not run_id:
             return
-        try:
-            with tempfile.TemporaryDirectory(dir=self.cache_dir) as folder:
-                local = mlflow.artifacts.download_artifacts(
-                    run_id=run_id,
-                    artifact_path=EXPLANATION_ARTIFACT,
-                    dst_path=folder,
-                    tracking_uri=self.tracking_uri,
-                )
-                Path(local).replace(target)
-        except Exception as exc:  # an older version without one: /model says so
-            log.info("version %s has no %s: %s", version, EXPLANATION_ARTIFACT, type(exc).__name__)
+        client = MlflowClient(self.tracking_uri)
+        if EXPLANATION_ARTIFACT not in {a.path for a in client.list_artifacts(run_id)}:
+            return  # a model kind without contributions, or promoted before explanations existed
+        with tempfile.TemporaryDirectory(dir=self.cache_dir) as folder:
+            Path(client.download_artifacts(run_id, EXPLANATION_ARTIFACT, folder)).replace(target)
 
     def _load(self, folder: Path, version: str, tags: dict, card: str, source: str = "registry"):
         pipeline = mlflow.sklearn.load_model(str(folder))

@@ -7,7 +7,14 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from bankmarketing import __version__
-from bankmarketing.serving.schemas import BatchPrediction, BatchRequest, ErrorBody, Prediction, PredictRequest
+from bankmarketing.serving.schemas import (
+    BatchPrediction,
+    BatchRequest,
+    ErrorBody,
+    OutcomesRequest,
+    Prediction,
+    PredictRequest,
+)
 
 
 def _json(ref: str) -> dict[str, Any]:
@@ -16,7 +23,7 @@ def _json(ref: str) -> dict[str, Any]:
 
 def openapi_document(max_batch: int) -> dict[str, Any]:
     _, schemas = models_json_schema(
-        [(m, "validation") for m in (PredictRequest, BatchRequest)]
+        [(m, "validation") for m in (PredictRequest, BatchRequest, OutcomesRequest)]
         + [(m, "serialization") for m in (Prediction, BatchPrediction, ErrorBody)],
         ref_template="#/components/schemas/{model}",
     )
@@ -90,6 +97,20 @@ def openapi_document(max_batch: int) -> dict[str, Any]:
                 }
             },
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": text}},
+            "/outcomes": {
+                "post": {
+                    "summary": f"Load call outcomes of up to {max_batch} past predictions (bearer token)",
+                    "description": "Each outcome replaces an earlier one for the same request id. Batch "
+                    "answers carry one request id per customer (<id>:<position>). `monitor` joins them "
+                    "to the prediction log; the next `retrain` trains on them.",
+                    "requestBody": {"required": True, **_json("OutcomesRequest")},
+                    "responses": {
+                        "200": {"description": "loaded: how many, and how many predictions they label"},
+                        "401": {"description": "missing or wrong token", **_json("ErrorBody")},
+                        **{k: v for k, v in errors.items() if k != "503"},
+                    },
+                }
+            },
             "/admin/reload": {
                 "post": {
                     "summary": "Follow the registry alias now (bearer token)",

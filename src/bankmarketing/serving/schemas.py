@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -55,6 +56,22 @@ class BatchRequest(BaseModel):
 
     customers: list[Customer] = Field(..., min_length=1)  # type: ignore[valid-type]
     explain: bool = False
+
+
+class Outcome(BaseModel):
+    """The call outcome of one past prediction, by the request id its answer carried."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = Field(..., min_length=1, max_length=64)
+    subscribed: bool
+    observed_at: dt.datetime | None = Field(None, description="when the outcome was known (ISO 8601)")
+
+
+class OutcomesRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    outcomes: list[Outcome] = Field(..., min_length=1, description="each request id at most once")
 
 
 class Prediction(BaseModel):
