@@ -473,17 +473,11 @@ def half_rate(name: str, server: Server, path: str, body: bytes, rate: float, ar
 # --------------------------------------------------------------------------- the runs
 
 
-def predictor_counts(base: str) -> dict[str, int]:
-    """The predictor's own counts (Prometheus, summed over workers): customers scored and the
-    prediction log's written, dropped, spilled and replayed rows."""
+def scored_rows(base: str) -> int:
+    """The predictor's own count of scored customers (Prometheus, summed over workers)."""
     text = requests.get(f"{base}/metrics", timeout=10).text
-    counts = {}
-    for name, metric in [("scored", "predictor_scored_rows_total")] + [
-        (part, f"predictor_prediction_log_{part}") for part in ("written", "dropped", "spilled", "replayed")
-    ]:
-        found = re.search(rf"^{metric}\s+([\d.e+]+)$", text, re.MULTILINE)
-        counts[name] = int(float(found.group(1))) if found else -1
-    return counts
+    found = re.search(r"^predictor_scored_rows_total\s+([\d.e+]+)$", text, re.MULTILINE)
+    return int(float(found.group(1))) if found else -1
 
 
 def spilled_rows(folder: Path) -> int:
@@ -559,7 +553,7 @@ def run(root: Path, uri: str, customers: list[dict], args) -> dict:
         results["half"] = half_rate("predictor", server, "/predict", predict_body, rate, args)
         results["batch"] = measure("predictor batch", server, "/predict/batch", files["batch"], args)
         time.sleep(5)  # let the prediction log's writer flush what it can before the stop
-        results["counts"] = predictor_counts(base)
+        results["scored"] = scored_rows(base)
     results["logged"] = logged_rows(root / "platform-on.db")
     results["left_spilled"] = spilled_rows(root / "cache-on/prediction-log-spill")
 
@@ -736,7 +730,7 @@ def report(results: dict, setup: dict, args, elapsed_s: float) -> None:
             f"failures {r['failures']}{failures}, send lag p99 {r['send_lag_p99']:.2f} ms; cores: server "
             f"{r['server_cpu']:.2f}, client {r['client_cpu']:.2f}, others {r['others_cpu']:.2f}"
         )
-    scored, logged, left = results["counts"]["scored"], results["logged"], results["left_spilled"]
+    scored, logged, left = results["scored"], results["logged"], results["left_spilled"]
     print(
         f"prediction log (logging-on server): {scored:,} rows scored; in the database after the stop "
         f"{logged:,} ({logged / max(1, scored):.1%}), in spill files for the next start {left:,}, not logged "

@@ -26,8 +26,8 @@ from bankmarketing.data import DataError
 from bankmarketing.data.schema import CATEGORIES, FEATURES, MISSING, RANGES, build_schema
 from bankmarketing.explanations import top_reasons
 from bankmarketing.options import StageOptions
-from bankmarketing.registry import load_pipeline
-from bankmarketing.scoring import ExplanationUnavailable, Scorer
+from bankmarketing.registry import load_scorer
+from bankmarketing.scoring import ExplanationUnavailable
 from bankmarketing.targeting import plan_campaign
 
 log = logging.getLogger(__name__)
@@ -250,7 +250,7 @@ def score_file(settings: Settings, options: BatchOptions) -> dict:
     version = client.get_model_version_by_alias(settings.model_name, options.alias)
     if options.engine == "spark":
         return score_file_with_spark(settings, options, version.version, float(version.tags["threshold"]))
-    scorer = Scorer.from_pipeline(load_pipeline(settings.tracking_uri, settings.model_name, version.version))
+    scorer = load_scorer(settings.tracking_uri, settings.model_name, version.version)
     threshold = float(version.tags["threshold"])
     schema = build_schema(FEATURES)
     partial = target.with_name(f".{target.name}.partial-{os.getpid()}{target.suffix}")
@@ -340,7 +340,7 @@ def with_reasons(
     versions = call_list["model_version"].astype(str).unique()
     if len(versions) != 1:
         raise DataError(f"the scored file mixes model versions {sorted(versions)}: score it again in one run")
-    scorer = Scorer.from_pipeline(load_pipeline(settings.tracking_uri, settings.model_name, versions[0]))
+    scorer = load_scorer(settings.tracking_uri, settings.model_name, versions[0])
     records = call_list[list(FEATURES)].to_dict("records")
     reasons: list[list[str]] = []
     try:

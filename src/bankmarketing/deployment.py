@@ -9,7 +9,6 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Literal
 
-import mlflow.sklearn
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
@@ -21,7 +20,6 @@ from pydantic import Field
 from bankmarketing.config import Settings
 from bankmarketing.data import DataError
 from bankmarketing.data.prepare import read_prepared_split
-from bankmarketing.data.schema import TARGET
 from bankmarketing.database import deployment_audit, engine_for
 from bankmarketing.explanations import EXPLANATION_ARTIFACT, global_explanation
 from bankmarketing.fairness import GAP_MEASURES, fairness_gaps, fairness_rows, largest_gap
@@ -134,15 +132,13 @@ def mark_staging(client: MlflowClient, name: str, ranked: list[ModelVersion], co
         client.set_model_version_tag(name, version.version, "staging_rank", str(position))
 
 
-def test_scores(version: ModelVersion, test: pd.DataFrame) -> np.ndarray:
+def test_scores(tracking_uri: str, version: ModelVersion, test: pd.DataFrame) -> np.ndarray:
     """A registered version's probabilities for the rows of a test split."""
-    model = mlflow.sklearn.load_model(f"models:/{version.name}/{version.version}")
-    return model.predict_proba(xy(test)[0])[:, 1]
+    return load_pipeline(tracking_uri, version.name, version.version).predict_proba(xy(test)[0])[:, 1]
 
 
-def evaluate_on_test(version: ModelVersion, test: pd.DataFrame, proba: np.ndarray | None = None) -> dict:
-    """Metrics of a registered version on a test split, at the version's own threshold."""
-    proba = test_scores(version, test) if proba is None else proba
+def evaluate_on_test(version: ModelVersion, test: pd.DataFrame, proba: np.ndarray) -> dict:
+    """Metrics of a registered version's probabilities on a test split, at its own threshold."""
     return classification_metrics(xy(test)[1], proba, float(version.tags["threshold"]))
 
 
@@ -175,16 +171,17 @@ def deploy(settings: Settings, options: DeployOptions) -> dict:
 def promote_best(settings: Settings, options: DeployOptions, staged: list[str]) -> dict:
     """Give the best staged version `production` if it beats production on the test split."""
     client = MlflowClient(settings.tracking_uri)
-    mlflow.set_tracking_uri(settings.tracking_uri)
     name = settings.model_name
     best = client.get_model_version(name, staged[0])
     test = read_prepared_split(settings, best.tags["prepared_id"], "test")
-    candidate_scores = test_scores(best, test)
+    candidate = load_pipeline(settings.tracking_uri, name, best.version)  # for scores and explanation
+    X, y = xy(test)
+    candidate_scores = candidate.predict_proba(X)[:, 1]
     candidate_metrics = evaluate_on_test(best, test, candidate_scores)
     current = _alias_version(client, name, PRODUCTION)
-    y = (test[TARGET] == "yes").to_numpy(dtype=int)
     gaps = fairness_gaps(fairness_rows(test, y, candidate_scores, float(best.tags["threshold"])))
-    decision = _gate_fairness(_decide(best, current, candidate_metrics, test, options), gaps, options)
+    decided = _decide(best, current, candidate_metrics, test, options, settings.tracking_uri)
+    decision = _gate_fairness(decided, gaps, options)
     triggered_by = options.triggered_by or f"user:{getpass.getuser()}"
     _record(
         settings,
@@ -215,7 +212,7 @@ def promote_best(settings: Settings, options: DeployOptions, staged: list[str]) 
         if current:
             client.set_registered_model_alias(name, PREVIOUS, current.version)
         client.set_registered_model_alias(name, PRODUCTION, best.version)
-        explanation = explain_version(settings, best, test)
+        explanation = explain_version(client, best, Scorer.from_pipeline(candidate), test)
         card = model_card(best, candidate_metrics, test, candidate_scores, explanation)
         client.log_text(best.run_id, card, "model_card.md")
         client.update_model_version(name, best.version, description=card)
@@ -230,17 +227,16 @@ def promote_best(settings: Settings, options: DeployOptions, staged: list[str]) 
     }
 
 
-def explain_version(settings: Settings, version: ModelVersion, test: pd.DataFrame) -> dict | None:
+def explain_version(
+    client: MlflowClient, version: ModelVersion, scorer: Scorer, test: pd.DataFrame
+) -> dict | None:
     """The version's global explanation on its test split, logged on its run (None: not explainable)."""
-    scorer = Scorer.from_pipeline(load_pipeline(settings.tracking_uri, version.name, version.version))
     try:
         explanation = global_explanation(scorer, test)
     except ExplanationUnavailable as exc:
         log.warning("version %s has no global explanation: %s", version.version, exc)
         return None
-    MlflowClient(settings.tracking_uri).log_text(
-        version.run_id, json.dumps(explanation, indent=1), EXPLANATION_ARTIFACT
-    )
+    client.log_text(version.run_id, json.dumps(explanation, indent=1), EXPLANATION_ARTIFACT)
     return explanation
 
 
@@ -266,7 +262,7 @@ def _gate_fairness(decision: Decision, gaps: pd.DataFrame, options: DeployOption
     )
 
 
-def _decide(best, current, candidate_metrics, test, options) -> Decision:
+def _decide(best, current, candidate_metrics, test, options, tracking_uri: str) -> Decision:
     value = candidate_metrics[options.metric]
     if current is None:
         return Decision(
@@ -286,7 +282,9 @@ def _decide(best, current, candidate_metrics, test, options) -> Decision:
             value,
             f"version {best.version} is already in production",
         )
-    production_value = evaluate_on_test(current, test)[options.metric]
+    production_value = evaluate_on_test(current, test, test_scores(tracking_uri, current, test))[
+        options.metric
+    ]
     needed = production_value + options.margin
     verdict = (
         f"candidate v{best.version} test {options.metric} {value:.4f} vs production "

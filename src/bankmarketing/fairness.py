@@ -19,8 +19,7 @@ from bankmarketing.config import Settings
 from bankmarketing.data.prepare import prepared_manifest, read_split
 from bankmarketing.data.schema import FEATURES, TARGET
 from bankmarketing.options import StageOptions
-from bankmarketing.registry import load_pipeline
-from bankmarketing.scoring import Scorer
+from bankmarketing.registry import load_scorer
 
 AGE_BANDS = [17, 25, 35, 45, 55, 65, 120]
 AGE_LABELS = ["18-25", "26-35", "36-45", "46-55", "56-65", "66+"]
@@ -134,7 +133,7 @@ def fairness_report(settings: Settings, options: FairnessOptions) -> dict:
     client = MlflowClient(settings.tracking_uri)
     version = client.get_model_version_by_alias(settings.model_name, options.alias)
     manifest = prepared_manifest(settings, version.tags["prepared_id"])
-    scorer = Scorer.from_pipeline(load_pipeline(settings.tracking_uri, version.name, version.version))
+    scorer = load_scorer(settings.tracking_uri, version.name, version.version)
     threshold = float(version.tags["threshold"])
     frames = []
     for split in options.splits:

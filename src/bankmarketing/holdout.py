@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 
 import mlflow
-import mlflow.sklearn
 import sqlalchemy as sa
 from mlflow import MlflowClient
 from pydantic import Field
@@ -14,8 +13,7 @@ from bankmarketing.config import Settings
 from bankmarketing.data.prepare import prepared_manifest, read_split
 from bankmarketing.database import METRIC_COLUMNS, engine_for, model_evaluation
 from bankmarketing.options import StageOptions
-from bankmarketing.registry import load_pipeline
-from bankmarketing.scoring import Scorer
+from bankmarketing.registry import load_scorer
 from bankmarketing.training.evaluation import classification_metrics
 from bankmarketing.training.train import xy
 
@@ -38,7 +36,7 @@ def evaluate_split(settings: Settings, options: TestOptions) -> dict:
     version = client.get_model_version_by_alias(settings.model_name, options.alias)
     manifest = prepared_manifest(settings, version.tags["prepared_id"])
     X, y = xy(read_split(manifest, options.split))
-    scorer = Scorer.from_pipeline(load_pipeline(settings.tracking_uri, version.name, version.version))
+    scorer = load_scorer(settings.tracking_uri, version.name, version.version)
     metrics = classification_metrics(y, scorer.score_frame(X), float(version.tags["threshold"]))
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_experiment(settings.experiment)

@@ -12,6 +12,7 @@ import mlflow.sklearn
 from mlflow import MlflowClient
 
 from bankmarketing.config import Settings
+from bankmarketing.scoring import Scorer
 
 #: Tag set last on a version: only versions carrying it are complete candidates.
 COMPLETE_TAG = "candidate_complete"
@@ -49,6 +50,11 @@ def load_pipeline(tracking_uri: str, name: str, version: str):
     """The fitted scikit-learn pipeline of a registered version."""
     with tempfile.TemporaryDirectory(prefix="bankmarketing-model-") as folder:
         return mlflow.sklearn.load_model(str(download_version(tracking_uri, name, version, Path(folder))))
+
+
+def load_scorer(tracking_uri: str, name: str, version: str) -> Scorer:
+    """The fast scorer of a registered version (`load_pipeline`, compiled)."""
+    return Scorer.from_pipeline(load_pipeline(tracking_uri, name, version))
 
 
 def register_candidate(model_uri: str, model_name: str, tags: dict[str, Any]) -> str:

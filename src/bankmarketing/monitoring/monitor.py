@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Literal
 
 import mlflow
-import mlflow.sklearn
 import pandas as pd
 import sqlalchemy as sa
 from mlflow import MlflowClient
@@ -48,7 +47,7 @@ from bankmarketing.monitoring.drift import (
 )
 from bankmarketing.monitoring.reference import REFERENCE_ARTIFACT, log_reference, reference_frame
 from bankmarketing.options import StageOptions, only_known
-from bankmarketing.scoring import Scorer
+from bankmarketing.registry import load_scorer
 from bankmarketing.training.train import xy
 
 log = logging.getLogger(__name__)
@@ -103,10 +102,6 @@ class Period:
     frame: pd.DataFrame  # raw features, `prediction`, and `target` where known
 
 
-def _scorer(version: ModelVersion) -> Scorer:
-    return Scorer.from_pipeline(mlflow.sklearn.load_model(f"models:/{version.name}/{version.version}"))
-
-
 def load_reference(settings: Settings, version: ModelVersion) -> pd.DataFrame:
     """The version's stored reference; built from its validation split (and stored) if missing."""
     run_id = version.tags.get("run_id") or version.run_id
@@ -117,7 +112,8 @@ def load_reference(settings: Settings, version: ModelVersion) -> pd.DataFrame:
         log.info("version %s has no stored reference: building it from validation", version.version)
     manifest = prepared_manifest(settings, version.tags["prepared_id"])
     X, y = xy(read_split(manifest, "validation"))
-    frame = reference_frame(X, y, _scorer(version).score_frame(X))
+    scorer = load_scorer(settings.tracking_uri, version.name, version.version)
+    frame = reference_frame(X, y, scorer.score_frame(X))
     log_reference(frame, run_id)
     return frame
 
@@ -132,7 +128,7 @@ def _batch_dates(name: str) -> tuple[dt.datetime, dt.datetime]:
 def batch_periods(settings: Settings, version: ModelVersion, names: list[str]) -> list[Period]:
     """Labelled periods of the prepared data the version was trained on, scored by it."""
     manifest = prepared_manifest(settings, version.tags["prepared_id"])
-    scorer = _scorer(version)
+    scorer = load_scorer(settings.tracking_uri, version.name, version.version)
     periods = []
     for name in names:
         X, y = xy(read_split(manifest, name))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -46,8 +47,8 @@ def read_outcomes(path: Path) -> pd.DataFrame:
     request_id = frame["request_id"].astype("string").str.strip()
     for at in request_id[request_id.isna() | (request_id == "") | (request_id.str.len() > 64)].index:
         problems.append(f"row {at}: request_id must be 1-64 characters")
-    for at in request_id[request_id.duplicated(keep="first") & request_id.notna()].index:
-        problems.append(f"row {at}: request_id {request_id[at]!r} appears twice")
+    for at, _ in repeated_request_ids(request_id.tolist()):
+        problems.append(f"row {frame.index[at]}: request_id {request_id.iloc[at]!r} appears twice")
     answer = frame["subscribed"].astype("string").str.strip().str.lower().map(_ANSWERS)
     for at in answer[answer.isna()].index:
         problems.append(f"row {at}: subscribed is {frame['subscribed'][at]!r}, expected yes or no")
@@ -68,7 +69,7 @@ def read_outcomes(path: Path) -> pd.DataFrame:
 def load_outcomes(settings: Settings, path: Path | OutcomesOptions) -> dict:
     """Upsert a file's outcomes (a reloaded request id replaces its outcome) in one transaction."""
     path = Path(path.path) if isinstance(path, OutcomesOptions) else path
-    return store_outcomes(settings, read_outcomes(path), str(path))
+    return store_outcomes(settings, list(read_outcomes(path).itertuples()), str(path))
 
 
 def _moment(value) -> dt.datetime | None:
@@ -79,9 +80,23 @@ def _moment(value) -> dt.datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
-def store_outcomes(settings: Settings, outcomes: pd.DataFrame, source: str) -> dict:
-    """Upsert validated outcomes (`request_id`, `subscribed`, `observed_at`); count the predictions
-    they label."""
+def repeated_request_ids(request_ids: Sequence[str | None]) -> list[tuple[int, int]]:
+    """(position, position of its first occurrence) of every request id given again."""
+    first: dict[str, int] = {}
+    repeated = []
+    for at, request_id in enumerate(request_ids):
+        if request_id is None or request_id is pd.NA:
+            continue
+        if request_id in first:
+            repeated.append((at, first[request_id]))
+        else:
+            first[request_id] = at
+    return repeated
+
+
+def store_outcomes(settings: Settings, outcomes: Sequence, source: str) -> dict:
+    """Upsert validated outcomes (items with `request_id`, `subscribed`, `observed_at`: file rows
+    or API objects); count the predictions they label."""
     now = dt.datetime.now(dt.UTC)
     rows = [
         {
@@ -91,9 +106,9 @@ def store_outcomes(settings: Settings, outcomes: pd.DataFrame, source: str) -> d
             "loaded_at": now,
             "source": source[-200:],
         }
-        for r in outcomes.itertuples()
+        for r in outcomes
     ]
-    ids = outcomes["request_id"].tolist()
+    ids = [r.request_id for r in outcomes]
     matched = 0
     with engine_for(settings.platform_database_url).begin() as connection:
         for start in range(0, len(ids), 5_000):

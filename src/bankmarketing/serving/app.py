@@ -18,14 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import sqlalchemy as sa
 from flask import Flask, Response, jsonify, request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import ValidationError
 
 from bankmarketing.config import Settings, check_credential
-from bankmarketing.monitoring.outcomes import store_outcomes
+from bankmarketing.monitoring.outcomes import repeated_request_ids, store_outcomes
 from bankmarketing.scoring import ExplanationUnavailable
 from bankmarketing.serving.model_holder import ModelHolder
 from bankmarketing.serving.openapi import openapi_document
@@ -306,10 +305,8 @@ def create_app(
         if failure:
             return failure
         if len(body.customers) > config.max_batch:
-            return json_error(
-                413,
-                f"batch of {len(body.customers)} customers; at most {config.max_batch}",
-                [{"field": "customers", "message": f"at most {config.max_batch} items"}],
+            return too_many(
+                "customers", f"batch of {len(body.customers)} customers; at most {config.max_batch}"
             )
         records = [record(c) for c in body.customers]
         result, failure = score(records, body.explain, request_id)
@@ -382,53 +379,46 @@ def create_app(
     def openapi():
         return jsonify(document)
 
-    def admin_denied():
+    def admin_denied(action: str):
+        """403 when admin endpoints are off (no token configured), 401 without the right token."""
+        if not config.admin_token:
+            return json_error(403, f"{action} is disabled: PREDICTOR_ADMIN_TOKEN is not set")
         given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(given.encode(), config.admin_token.encode()):
             return json_error(401, "missing or wrong bearer token")
         return None
 
+    def too_many(field: str, error: str):
+        return json_error(413, error, [{"field": field, "message": f"at most {config.max_batch} items"}])
+
     @app.post("/outcomes")
     def outcomes():
-        if not config.admin_token:
-            return json_error(403, "loading outcomes is disabled: PREDICTOR_ADMIN_TOKEN is not set")
-        denied = admin_denied()
+        denied = admin_denied("loading outcomes")
         if denied:
             return denied
         body, failure = parse(OutcomesRequest)
         if failure:
             return failure
         if len(body.outcomes) > config.max_batch:
-            return json_error(
-                413,
-                f"{len(body.outcomes)} outcomes; at most {config.max_batch} per request",
-                [{"field": "outcomes", "message": f"at most {config.max_batch} items"}],
+            return too_many(
+                "outcomes", f"{len(body.outcomes)} outcomes; at most {config.max_batch} per request"
             )
-        seen: dict[str, int] = {}
-        for i, outcome in enumerate(body.outcomes):
-            if outcome.request_id in seen:
-                field = f"outcomes.{i}.request_id"
-                message = f"{outcome.request_id!r} appears twice (also outcomes.{seen[outcome.request_id]})"
-                return json_error(422, "invalid request", [{"field": field, "message": message}])
-            seen[outcome.request_id] = i
-        frame = pd.DataFrame(
-            {
-                "request_id": [o.request_id for o in body.outcomes],
-                "subscribed": [o.subscribed for o in body.outcomes],
-                "observed_at": pd.Series([o.observed_at for o in body.outcomes], dtype=object),
-            }
-        )
+        repeated = repeated_request_ids([o.request_id for o in body.outcomes])
+        if repeated:
+            at, first = repeated[0]
+            message = f"{body.outcomes[at].request_id!r} appears twice (also outcomes.{first})"
+            return json_error(
+                422, "invalid request", [{"field": f"outcomes.{at}.request_id", "message": message}]
+            )
         try:
-            return jsonify(store_outcomes(settings, frame, f"api {request.remote_addr}"))
+            return jsonify(store_outcomes(settings, body.outcomes, f"api {request.remote_addr}"))
         except sa.exc.SQLAlchemyError as exc:
             log.error("outcomes not stored: %s", exc)
             return json_error(503, "the platform database is unavailable: nothing loaded, send them again")
 
     @app.post("/admin/reload")
     def reload():
-        if not config.admin_token:
-            return json_error(403, "reload is disabled: PREDICTOR_ADMIN_TOKEN is not set")
-        denied = admin_denied()
+        denied = admin_denied("reload")
         if denied:
             return denied
         try:
