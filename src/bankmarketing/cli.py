@@ -50,7 +50,14 @@ def mlflow_server_command(settings: Settings, host: str, port: int) -> list[str]
 def _stages():
     from bankmarketing.batch import BatchOptions, CampaignOptions, campaign, score_file
     from bankmarketing.data.prepare import PrepareOptions, prepare
-    from bankmarketing.deployment import DeployOptions, RollbackOptions, deploy, rollback
+    from bankmarketing.deployment import (
+        ChallengerOptions,
+        DeployOptions,
+        RollbackOptions,
+        deploy,
+        manage_challenger,
+        rollback,
+    )
     from bankmarketing.fairness import FairnessOptions, fairness_report
     from bankmarketing.holdout import TestOptions, evaluate_split
     from bankmarketing.monitoring.monitor import MonitorOptions, monitor_and_alert
@@ -64,6 +71,7 @@ def _stages():
         "train": (TrainOptions, train),
         "deploy": (DeployOptions, deploy),
         "rollback": (RollbackOptions, rollback),
+        "challenger": (ChallengerOptions, manage_challenger),
         "build-predictor": (PredictorBuildOptions, build_predictor),
         "test": (TestOptions, evaluate_split),
         "fairness": (FairnessOptions, fairness_report),

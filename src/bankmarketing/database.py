@@ -25,7 +25,8 @@ deployment_audit = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("action", sa.String(16), nullable=False),  # promote | refuse | rollback | keep
+    # promote | refuse | rollback | keep | challenge | withdraw
+    sa.Column("action", sa.String(16), nullable=False),
     sa.Column("model_name", sa.String(200), nullable=False),
     sa.Column("from_version", sa.Integer, nullable=True),
     sa.Column("to_version", sa.Integer, nullable=True),
@@ -52,6 +53,12 @@ prediction_log = sa.Table(
     # The writer's key of the row (writer id and sequence): a row written twice (spilled to disk,
     # committed, the file not yet deleted when the process died) is inserted once.
     sa.Column("log_key", sa.String(40), nullable=True),
+    # With a challenger (PREDICTOR_CHALLENGER_MODE): which version answered (`production` or
+    # `challenger`; the answer is model_version/score/decision) and the other version's score,
+    # computed and not returned.
+    sa.Column("arm", sa.String(16), nullable=True),
+    sa.Column("shadow_version", sa.Integer, nullable=True),
+    sa.Column("shadow_score", sa.Float, nullable=True),
     sa.Index("uq_prediction_log_key", "log_key", unique=True),
 )
 
@@ -173,6 +180,40 @@ monitoring_fairness = sa.Table(
     sa.Column("counted", sa.Boolean, nullable=False),  # large enough to count in the gaps
     sa.UniqueConstraint(
         "model_name", "model_version", "period", "dimension", "group_name", name="uq_monitoring_fairness"
+    ),
+)
+
+#: Production and challenger on the same labelled customers of a period (`compare_versions`).
+CHALLENGER_SIDE_METRICS = ("roc_auc", "pr_auc", "brier", "precision", "recall", "called_share")
+monitoring_challenger = sa.Table(
+    "monitoring_challenger",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model_name", sa.String(200), nullable=False),
+    sa.Column("production_version", sa.Integer, nullable=False),
+    sa.Column("challenger_version", sa.Integer, nullable=False),
+    sa.Column("period", sa.String(64), nullable=False),
+    sa.Column("period_start", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("period_end", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("source", sa.String(16), nullable=False),  # log | batch
+    sa.Column("scored_rows", sa.Integer, nullable=False),  # rows both versions scored
+    sa.Column("challenger_served_share", sa.Float),  # log: share the challenger answered for
+    sa.Column("labelled_rows", sa.Integer, nullable=False),
+    sa.Column("positives", sa.Integer, nullable=False),
+    *(
+        sa.Column(f"{side}_{name}", sa.Float)
+        for side in ("production", "challenger")
+        for name in CHALLENGER_SIDE_METRICS
+    ),
+    sa.Column("roc_auc_difference", sa.Float),  # challenger - production
+    sa.Column("ci_low", sa.Float),
+    sa.Column("ci_high", sa.Float),
+    sa.Column("p_value", sa.Float),  # DeLong's test
+    sa.Column("pr_auc_lift", sa.Float),  # challenger PR AUC / production PR AUC - 1
+    sa.Column("verdict", sa.String(64), nullable=False),
+    sa.UniqueConstraint(
+        "model_name", "production_version", "challenger_version", "period", name="uq_monitoring_challenger"
     ),
 )
 

@@ -17,6 +17,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from pydantic import Field
 
+from bankmarketing.challenger import CHALLENGER
 from bankmarketing.config import Settings
 from bankmarketing.data import DataError
 from bankmarketing.data.prepare import read_prepared_split
@@ -56,6 +57,19 @@ class DeployOptions(StageOptions):
         description="refuse a candidate whose largest gap of that measure (age band, marital status or "
         "job group, on the test split) exceeds this; unset = report the gaps only",
     )
+    role: Literal["production", "challenger"] = Field(
+        "production",
+        description="production: promote through the gate; challenger: give the best staged version "
+        "the alias challenger, scored beside production (PREDICTOR_CHALLENGER_MODE) until promoted",
+    )
+
+
+class ChallengerOptions(DeployOptions):
+    """Parameters of `challenger`: the gate's options apply to `promote`."""
+
+    action: Literal["show", "promote", "withdraw"] = Field(
+        "show", description="show it; promote it through the gate; or withdraw it (remove the alias)"
+    )
 
 
 class RollbackOptions(StageOptions):
@@ -66,7 +80,7 @@ class RollbackOptions(StageOptions):
 
 @dataclass(frozen=True)
 class Decision:
-    action: Literal["promote", "refuse", "keep"]
+    action: Literal["promote", "refuse", "keep", "challenge"]
     candidate: str
     production: str | None
     candidate_value: float
@@ -181,6 +195,8 @@ def promote_best(settings: Settings, options: DeployOptions, staged: list[str]) 
     current = _alias_version(client, name, PRODUCTION)
     gaps = fairness_gaps(fairness_rows(test, y, candidate_scores, float(best.tags["threshold"])))
     decided = _decide(best, current, candidate_metrics, test, options, settings.tracking_uri)
+    if options.role == CHALLENGER:
+        decided = _as_challenger(decided, options.metric)
     decision = _gate_fairness(decided, gaps, options)
     triggered_by = options.triggered_by or f"user:{getpass.getuser()}"
     _record(
@@ -216,12 +232,16 @@ def promote_best(settings: Settings, options: DeployOptions, staged: list[str]) 
         card = model_card(best, candidate_metrics, test, candidate_scores, explanation)
         client.log_text(best.run_id, card, "model_card.md")
         client.update_model_version(name, best.version, description=card)
+    elif decision.action == "challenge":
+        client.set_registered_model_alias(name, CHALLENGER, best.version)
     log.info("deploy %s: %s", decision.action, decision.reason)
+    challenger = _alias_version(client, name, CHALLENGER)
     return {
         "action": decision.action,
         "reason": decision.reason,
         "candidate": best.version,
         "production": _alias_version(client, name, PRODUCTION).version,
+        "challenger": challenger.version if challenger else None,
         "staging": staged,
         "test_metrics": candidate_metrics,
     }
@@ -240,9 +260,28 @@ def explain_version(
     return explanation
 
 
+def _as_challenger(decision: Decision, metric: str) -> Decision:
+    """The gate's comparison, recorded; the candidate becomes the challenger, not production."""
+    if decision.action == "keep":
+        return decision
+    if decision.production is None:
+        return replace(
+            decision,
+            action="refuse",
+            reason="no production version to challenge: deploy with role production first",
+        )
+    return replace(
+        decision,
+        action="challenge",
+        reason=f"candidate v{decision.candidate} test {metric} {decision.candidate_value:.4f} vs "
+        f"production v{decision.production} {decision.production_value:.4f}: set as challenger "
+        "(the gate applies when it is promoted)",
+    )
+
+
 def _gate_fairness(decision: Decision, gaps: pd.DataFrame, options: DeployOptions) -> Decision:
-    """A promotion becomes a refusal when the candidate's largest gap exceeds the bound."""
-    if decision.action != "promote" or options.max_fairness_gap is None:
+    """A promotion (or a challenger) becomes a refusal when the candidate's largest gap exceeds the bound."""
+    if decision.action not in ("promote", "challenge") or options.max_fairness_gap is None:
         return decision
     gap, dimension = largest_gap(gaps, options.fairness_measure)
     if gap <= options.max_fairness_gap:
@@ -258,7 +297,7 @@ def _gate_fairness(decision: Decision, gaps: pd.DataFrame, options: DeployOption
         action="refuse",
         reason=f"{decision.reason.removesuffix(', promoted')}; but its {options.fairness_measure} gap "
         f"by {dimension} is {gap:.4f} ({between}), above the bound {options.max_fairness_gap:.4f}: "
-        "refused, production kept",
+        + ("refused, production kept" if decision.action == "promote" else "refused, no challenger set"),
     )
 
 
@@ -345,3 +384,43 @@ def rollback(settings: Settings, options: RollbackOptions) -> dict:
         "production": target.version,
         "previous": str(int(before[-1])) if before else None,
     }
+
+
+def manage_challenger(settings: Settings, options: ChallengerOptions) -> dict:
+    """Show the challenger, promote it through the same gate as `deploy`, or withdraw it."""
+    client = MlflowClient(settings.tracking_uri)
+    name = settings.model_name
+    challenger = _alias_version(client, name, CHALLENGER)
+    production = _alias_version(client, name, PRODUCTION)
+    summary = {
+        "challenger": challenger.version if challenger else None,
+        "production": production.version if production else None,
+    }
+    if options.action == "show":
+        return summary
+    if challenger is None:
+        raise DataError(f"model {name!r} has no challenger: deploy with role challenger first")
+    triggered_by = options.triggered_by or f"user:{getpass.getuser()}"
+    if options.action == "promote":
+        gate = options.model_dump(exclude={"action"}) | {"role": "production", "triggered_by": triggered_by}
+        result = promote_best(settings, DeployOptions(**gate), [challenger.version])
+        if result["action"] == "promote":
+            client.delete_registered_model_alias(name, CHALLENGER)
+            result["challenger"] = None
+        return result
+    client.delete_registered_model_alias(name, CHALLENGER)
+    reason = f"challenger v{challenger.version} withdrawn"
+    _record(
+        settings,
+        action="withdraw",
+        model_name=name,
+        from_version=int(challenger.version),
+        to_version=None,
+        triggered_by=triggered_by,
+        metric=None,
+        candidate_value=None,
+        production_value=None,
+        margin=None,
+        reason=reason,
+    )
+    return summary | {"action": "withdraw", "reason": reason, "challenger": None}

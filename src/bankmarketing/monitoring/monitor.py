@@ -3,6 +3,8 @@
 A period is either a labelled batch of the prepared data (the season scenario: `test`,
 `jun` ... `nov`) or a time slice of the prediction log, joined to any outcomes loaded since.
 Results are upserted by (model, version, period), so a rerun replaces rows, never adds.
+Where a challenger scored the same customers (its alias on batches; the log's shadow scores),
+the two versions are compared on the labelled ones (`monitoring_challenger`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 import mlflow
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from mlflow import MlflowClient
@@ -23,6 +26,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from pydantic import Field, field_validator, model_validator
 
+from bankmarketing.challenger import CHALLENGER, compare_versions
 from bankmarketing.config import Settings
 from bankmarketing.data import DataError
 from bankmarketing.data.prepare import prepared_manifest, read_split
@@ -30,6 +34,7 @@ from bankmarketing.data.schema import FEATURES
 from bankmarketing.data.split import LATER_SEASONS
 from bankmarketing.database import (
     engine_for,
+    monitoring_challenger,
     monitoring_column_drift,
     monitoring_drift,
     monitoring_fairness,
@@ -77,6 +82,11 @@ class MonitorOptions(StageOptions):
     dataset_drift_share: float = Field(0.5, gt=0, le=1, description="share of drifted columns = drift")
     alert: bool = Field(True, description="post the drift alert to ALERT_RECEIVER_URL when it fires")
     triggered_by: str | None = Field(None, description="who or what started the run")
+    challenger_alias: str = Field(
+        CHALLENGER,
+        description="batch: also score with this alias's version and compare it with production "
+        "('' or no such alias: no comparison); log: comparisons come from the shadow scores",
+    )
 
     @field_validator("periods")
     @classmethod
@@ -125,6 +135,44 @@ def _batch_dates(name: str) -> tuple[dt.datetime, dt.datetime]:
     return dt.datetime(2008, month, 1, tzinfo=dt.UTC), dt.datetime(2008, month + 1, 1, tzinfo=dt.UTC)
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """Production and challenger scores of the same customers in one period."""
+
+    name: str
+    start: dt.datetime
+    end: dt.datetime
+    source: str
+    production_version: int
+    challenger_version: int
+    target: np.ndarray  # 1/0 where the outcome is known, NaN elsewhere
+    production: np.ndarray
+    challenger: np.ndarray
+    served_share: float | None  # log: share of the customers the challenger answered for
+
+
+def batch_comparisons(
+    settings: Settings, challenger: ModelVersion, periods: list[Period]
+) -> list[Comparison]:
+    """The challenger's scores of the customers of production's batch periods, beside production's."""
+    scorer = load_scorer(settings.tracking_uri, challenger.name, challenger.version)
+    return [
+        Comparison(
+            period.name,
+            period.start,
+            period.end,
+            "batch",
+            period.version,
+            int(challenger.version),
+            period.frame[TARGET].to_numpy(dtype=float),
+            period.frame[PREDICTION].to_numpy(),
+            scorer.score_frame(period.frame[list(FEATURES)]),
+            None,
+        )
+        for period in periods
+    ]
+
+
 def batch_periods(settings: Settings, version: ModelVersion, names: list[str]) -> list[Period]:
     """Labelled periods of the prepared data the version was trained on, scored by it."""
     manifest = prepared_manifest(settings, version.tags["prepared_id"])
@@ -146,18 +194,13 @@ def _floor(moment: dt.datetime, granularity: str) -> dt.datetime:
     return day - dt.timedelta(days=day.weekday()) if granularity == "week" else day
 
 
-def log_periods(settings: Settings, model_name: str, options: MonitorOptions) -> list[Period]:
-    """Slices of the prediction log per model version, with outcomes joined where known."""
+def logged_predictions(settings: Settings, model_name: str, options: MonitorOptions) -> pd.DataFrame:
+    """The window's logged predictions with their outcome (where loaded) and period start."""
     until = options.until or dt.datetime.now(dt.UTC)
     since = options.since or until - dt.timedelta(days=7)
+    log_columns = ("at", "model_version", "score", "features", "arm", "shadow_version", "shadow_score")
     query = (
-        sa.select(
-            prediction_log.c.at,
-            prediction_log.c.model_version,
-            prediction_log.c.score,
-            prediction_log.c.features,
-            prediction_outcome.c.subscribed,
-        )
+        sa.select(*(prediction_log.c[name] for name in log_columns), prediction_outcome.c.subscribed)
         .select_from(
             prediction_log.outerjoin(
                 prediction_outcome, prediction_outcome.c.request_id == prediction_log.c.request_id
@@ -171,23 +214,63 @@ def log_periods(settings: Settings, model_name: str, options: MonitorOptions) ->
     )
     with engine_for(settings.platform_database_url).connect() as connection:
         rows = connection.execute(query).all()
-    if not rows:
-        return []
-    logged = pd.DataFrame(rows, columns=["at", "model_version", PREDICTION, "features", "subscribed"])
+    logged = pd.DataFrame(rows, columns=[*log_columns, "subscribed"]).rename(columns={"score": PREDICTION})
     logged["at"] = pd.to_datetime(logged["at"], utc=True)
     logged["start"] = [_floor(moment, options.granularity) for moment in logged["at"]]
+    logged[TARGET] = logged["subscribed"].map({True: 1.0, False: 0.0}).astype(float)
+    return logged
+
+
+def _period_name(start: dt.datetime, granularity: str) -> str:
+    return start.strftime("%Y-%m-%dT%H" if granularity == "hour" else "%Y-%m-%d")
+
+
+def log_periods(logged: pd.DataFrame, granularity: str) -> list[Period]:
+    """Slices of the prediction log per answering model version, with outcomes where known."""
     periods = []
     for (start, version), part in logged.groupby(["start", "model_version"], sort=True):
         features = pd.DataFrame.from_records(part["features"].tolist(), columns=list(FEATURES))
         frame = features.assign(**{PREDICTION: part[PREDICTION].to_numpy()})
-        if part["subscribed"].notna().any():  # outcomes known so far; the rest stay empty
-            frame[TARGET] = part["subscribed"].map({True: 1.0, False: 0.0}).to_numpy(dtype=float)
+        if part[TARGET].notna().any():  # outcomes known so far; the rest stay empty
+            frame[TARGET] = part[TARGET].to_numpy()
         start = start.to_pydatetime()
-        name = start.strftime("%Y-%m-%dT%H" if options.granularity == "hour" else "%Y-%m-%d")
-        periods.append(
-            Period(name, start, start + GRANULARITY[options.granularity], "log", int(version), frame)
-        )
+        name = _period_name(start, granularity)
+        periods.append(Period(name, start, start + GRANULARITY[granularity], "log", int(version), frame))
     return periods
+
+
+def log_comparisons(logged: pd.DataFrame, granularity: str) -> list[Comparison]:
+    """Per period, production's and the challenger's scores of the customers both scored."""
+    paired = logged[logged["shadow_version"].notna()].copy()
+    if paired.empty:
+        return []
+    by_challenger = (paired["arm"] == "challenger").to_numpy()
+    served, shadow = paired["model_version"].to_numpy(), paired["shadow_version"].to_numpy(dtype=int)
+    scores, shadow_scores = paired[PREDICTION].to_numpy(), paired["shadow_score"].to_numpy(dtype=float)
+    paired["production_version"] = np.where(by_challenger, shadow, served)
+    paired["challenger_version"] = np.where(by_challenger, served, shadow)
+    paired["production"] = np.where(by_challenger, shadow_scores, scores)
+    paired["challenger"] = np.where(by_challenger, scores, shadow_scores)
+    paired["by_challenger"] = by_challenger
+    comparisons = []
+    keys = ["start", "production_version", "challenger_version"]
+    for (start, production, challenger), part in paired.groupby(keys, sort=True):
+        start = start.to_pydatetime()
+        comparisons.append(
+            Comparison(
+                _period_name(start, granularity),
+                start,
+                start + GRANULARITY[granularity],
+                "log",
+                int(production),
+                int(challenger),
+                part[TARGET].to_numpy(),
+                part["production"].to_numpy(),
+                part["challenger"].to_numpy(),
+                float(part["by_challenger"].mean()),
+            )
+        )
+    return comparisons
 
 
 def measure(
@@ -303,6 +386,42 @@ def store(
     return {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in summary.items()}
 
 
+def store_comparison(
+    settings: Settings, model_name: str, comparison: Comparison, thresholds: dict[int, float]
+) -> dict:
+    """Compare the two versions on the period's labelled customers; upsert the row."""
+    known = ~np.isnan(comparison.target)
+    measured = compare_versions(
+        comparison.target[known],
+        comparison.production[known],
+        comparison.challenger[known],
+        thresholds[comparison.production_version],
+        thresholds[comparison.challenger_version],
+    )
+    key = {
+        "model_name": model_name,
+        "production_version": comparison.production_version,
+        "challenger_version": comparison.challenger_version,
+        "period": comparison.name,
+    }
+    row = {
+        "period_start": comparison.start,
+        "period_end": comparison.end,
+        "computed_at": dt.datetime.now(dt.UTC),
+        "source": comparison.source,
+        "scored_rows": len(comparison.target),
+        "challenger_served_share": comparison.served_share,
+        **measured,
+    }
+    _transaction(
+        settings.platform_database_url,
+        lambda connection: _upsert(connection, monitoring_challenger, key, [row]),
+        f"the challenger comparison of period {comparison.name}",
+    )
+    summary = key | row
+    return {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in summary.items()}
+
+
 def drift_rule(records: list[dict], threshold: float) -> dict | None:
     """Grafana's rule, evaluated here: the newest period with enough rows, if its drift > threshold."""
     tested = [r for r in records if r["enough_rows"] and r["prediction_drift_score"] is not None]
@@ -319,6 +438,17 @@ def _version(client: MlflowClient, name: str, alias: str) -> ModelVersion:
         ) from None
 
 
+def _challenger(client: MlflowClient, name: str, alias: str, production: ModelVersion) -> ModelVersion | None:
+    """The alias's version when it exists and is not production's."""
+    if not alias:
+        return None
+    try:
+        version = client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+    return version if version.version != production.version else None
+
+
 def monitor(settings: Settings, options: MonitorOptions, run_label: str) -> dict:
     """Measure and store every period; return the stored rows and the periods whose alert fires."""
     if importlib.util.find_spec("evidently") is None:
@@ -331,8 +461,12 @@ def monitor(settings: Settings, options: MonitorOptions, run_label: str) -> dict
     if options.source == "batch":
         production = _version(client, settings.model_name, options.alias)
         periods = batch_periods(settings, production, options.periods)
+        challenger = _challenger(client, settings.model_name, options.challenger_alias, production)
+        comparisons = batch_comparisons(settings, challenger, periods) if challenger else []
     else:
-        periods = log_periods(settings, settings.model_name, options)
+        logged = logged_predictions(settings, settings.model_name, options)
+        periods = log_periods(logged, options.granularity)
+        comparisons = log_comparisons(logged, options.granularity)
         if not periods:
             log.warning("no predictions of %s logged in the window", settings.model_name)
     references: dict[int, tuple[pd.DataFrame, float]] = {}
@@ -356,11 +490,28 @@ def monitor(settings: Settings, options: MonitorOptions, run_label: str) -> dict
             metrics.rows,
             metrics.prediction_drift_score,
         )
+    thresholds: dict[int, float] = {}
+    compared = []
+    for comparison in comparisons:
+        for number in (comparison.production_version, comparison.challenger_version):
+            if number not in thresholds:
+                version = client.get_model_version(settings.model_name, str(number))
+                thresholds[number] = float(version.tags["threshold"])
+        compared.append(store_comparison(settings, settings.model_name, comparison, thresholds))
+        log.info(
+            "%s v%s vs challenger v%s %s: %s",
+            settings.model_name,
+            comparison.production_version,
+            comparison.challenger_version,
+            comparison.name,
+            compared[-1]["verdict"],
+        )
     return {
         "model_name": settings.model_name,
         "versions": sorted(references),
         "source": options.source,
         "periods": records,
+        "challenger": compared,
         "firing": drift_rule(records, options.prediction_threshold),
     }
 

@@ -23,10 +23,12 @@ from flask import Flask, Response, jsonify, request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import ValidationError
 
-from bankmarketing.config import Settings, check_credential
+from bankmarketing.challenger import CHALLENGER, CHALLENGER_MODES, assigned_to_challenger
+from bankmarketing.config import ConfigurationError, Settings, check_credential
+from bankmarketing.database import engine_for, monitoring_challenger
 from bankmarketing.monitoring.outcomes import repeated_request_ids, store_outcomes
 from bankmarketing.scoring import ExplanationUnavailable
-from bankmarketing.serving.model_holder import ModelHolder
+from bankmarketing.serving.model_holder import LoadedModel, ModelHolder
 from bankmarketing.serving.openapi import openapi_document
 from bankmarketing.serving.prediction_log import PredictionLog
 from bankmarketing.serving.schemas import (
@@ -43,6 +45,15 @@ log = logging.getLogger(__name__)
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(name, "").strip() or default
+
+
+def _share(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigurationError(
+            f"PREDICTOR_CHALLENGER_SHARE is {text!r}: expected a share between 0 and 1, e.g. 0.1"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -64,6 +75,23 @@ class ServingConfig:
     log_memory_rows: int = 100_000
     log_spill_dir: Path | None = None
     log_spill_max_bytes: int = 1 << 30
+    #: A challenger version (its registry alias) scored beside production: `off`, `shadow`
+    #: (scored and logged, never returned) or `split` (answers for `challenger_share` of the
+    #: customers, sticky by customer id).
+    challenger_mode: str = "off"
+    challenger_alias: str = CHALLENGER
+    challenger_share: float = 0.1
+
+    def __post_init__(self):
+        if self.challenger_mode not in CHALLENGER_MODES:
+            raise ConfigurationError(
+                f"PREDICTOR_CHALLENGER_MODE is {self.challenger_mode!r}: expected one of "
+                + ", ".join(CHALLENGER_MODES)
+            )
+        if not 0.0 <= self.challenger_share <= 1.0:
+            raise ConfigurationError(
+                f"PREDICTOR_CHALLENGER_SHARE is {self.challenger_share}: expected a share between 0 and 1"
+            )
 
     @classmethod
     def from_env(cls) -> ServingConfig:
@@ -81,6 +109,9 @@ class ServingConfig:
             if _env("PREDICTOR_LOG_SPILL_DIR", "")
             else None,
             log_spill_max_bytes=int(float(_env("PREDICTOR_LOG_SPILL_MAX_MB", "1024")) * 1024 * 1024),
+            challenger_mode=_env("PREDICTOR_CHALLENGER_MODE", "off").lower(),
+            challenger_alias=_env("PREDICTOR_CHALLENGER_ALIAS", CHALLENGER),
+            challenger_share=_share(_env("PREDICTOR_CHALLENGER_SHARE", "0.1")),
         )
 
 
@@ -164,6 +195,19 @@ def create_app(
         settings.tracking_uri, settings.model_name, config.alias, config.cache_dir, config.switch_delay_s
     )
     holder.load_initial()
+    challengers = None  # follows the challenger alias when a challenger mode is on
+    if config.challenger_mode != "off":
+        challenger_cache = config.cache_dir / config.challenger_alias
+        challenger_cache.mkdir(exist_ok=True)
+        challengers = ModelHolder(
+            settings.tracking_uri,
+            settings.model_name,
+            config.challenger_alias,
+            challenger_cache,
+            config.switch_delay_s,
+            optional=True,
+        )
+        challengers.load_initial()
     metrics = _Metrics()
     predictions = PredictionLog(
         settings.platform_database_url,
@@ -174,13 +218,20 @@ def create_app(
     stop = threading.Event()
     if start_threads:
         holder.follow(config.poll_s, stop)
+        if challengers is not None:
+            challengers.follow(config.poll_s, stop)
         if config.log_predictions:
             predictions.start()
             atexit.register(predictions.close)  # a stopping worker writes what it has queued
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
-    app.extensions["bankmarketing"] = {"holder": holder, "predictions": predictions, "stop": stop}
+    app.extensions["bankmarketing"] = {
+        "holder": holder,
+        "challengers": challengers,
+        "predictions": predictions,
+        "stop": stop,
+    }
     document = openapi_document(config.max_batch)
 
     def not_loaded():
@@ -213,36 +264,75 @@ def create_app(
         except ValidationError as exc:
             return None, json_error(422, "invalid request", validation_errors(exc))
 
-    def score(records: list[dict], explain: bool, request_id: str):
+    def rival_of(model: LoadedModel) -> LoadedModel | None:
+        """The challenger to score beside `model`, if one is on, loaded and a different version."""
+        rival = challengers.current if challengers is not None else None
+        return rival if rival is not None and rival.version != model.version else None
+
+    def score(records: list[dict], explain: bool, request_id: str, customer_ids: list[str] | None):
+        """Scores, decisions and contributions of the answering version(s); logs every row.
+
+        Returns the production model, the answering model per row (split mode only, else
+        None), probabilities, decisions and contributions.
+        """
         model = holder.current  # one reference for the whole request: swaps never split it
         if model is None:
             return None, not_loaded()
+        rival = rival_of(model)
+        row_ids = [request_id] if len(records) == 1 else [f"{request_id}:{i}" for i in range(len(records))]
         scores = model.scorer.score_records(records)
+        answering, shadow_scores = None, None
+        if rival is None:
+            decisions = scores >= model.threshold
+        else:
+            rival_scores = rival.scorer.score_records(records)
+            picks = np.zeros(len(records), dtype=bool)
+            if config.challenger_mode == "split":
+                keys = customer_ids or row_ids
+                picks = np.asarray(assigned_to_challenger(keys, rival.version, config.challenger_share))
+                answering = [rival if pick else model for pick in picks]
+            shadow_scores = np.where(picks, scores, rival_scores)
+            scores = np.where(picks, rival_scores, scores)
+            decisions = scores >= np.where(picks, rival.threshold, model.threshold)
         contributions = None
         if explain:
             try:
-                contributions = model.scorer.explain(records)
+                contributions = explained(records, answering or [model] * len(records))
             except ExplanationUnavailable as exc:
                 return None, json_error(422, str(exc), [{"field": "explain", "message": str(exc)}])
-        probabilities, decisions = scores.tolist(), (scores >= model.threshold).tolist()  # Python values
+        probabilities, decisions = scores.tolist(), decisions.tolist()  # Python values
         metrics.rows.inc(len(records))
         if config.log_predictions:
             now = dt.datetime.now(dt.UTC)
-            predictions.append(
-                [
+            rows = []
+            for i, (r, p, d) in enumerate(zip(records, probabilities, decisions, strict=True)):
+                by = answering[i] if answering else model
+                other = None if rival is None else (model if by is rival else rival)
+                rows.append(
                     {
-                        "request_id": request_id if len(records) == 1 else f"{request_id}:{i}",
+                        "request_id": row_ids[i],
                         "at": now,
                         "model_name": model.name,
-                        "model_version": int(model.version),
+                        "model_version": int(by.version),
                         "score": p,
                         "decision": d,
                         "features": r,
+                        "arm": None if other is None else ("challenger" if by is rival else "production"),
+                        "shadow_version": None if other is None else int(other.version),
+                        "shadow_score": None if other is None else float(shadow_scores[i]),
                     }
-                    for i, (r, p, d) in enumerate(zip(records, probabilities, decisions, strict=True))
-                ]
-            )
-        return (model, probabilities, decisions, contributions), None
+                )
+            predictions.append(rows)
+        return (model, answering, probabilities, decisions, contributions), None
+
+    def explained(records: list[dict], answering: list[LoadedModel]) -> list[dict]:
+        """Each customer's contributions from the version that answers for them."""
+        contributions: list = [None] * len(records)
+        for version in {id(m): m for m in answering}.values():
+            rows = [i for i, m in enumerate(answering) if m is version]
+            for i, contribution in zip(rows, version.scorer.explain([records[i] for i in rows]), strict=True):
+                contributions[i] = contribution
+        return contributions
 
     @app.before_request
     def _start_timer():
@@ -282,10 +372,12 @@ def create_app(
         body, failure = parse(PredictRequest)
         if failure:
             return failure
-        result, failure = score([record(body.customer)], body.explain, request_id)
+        ids = [body.customer_id] if body.customer_id else None
+        result, failure = score([record(body.customer)], body.explain, request_id, ids)
         if failure:
             return failure
-        model, probabilities, decisions, contributions = result
+        model, answering, probabilities, decisions, contributions = result
+        model = answering[0] if answering else model
         answer = {
             "request_id": request_id,
             "probability": probabilities[0],
@@ -309,14 +401,17 @@ def create_app(
                 "customers", f"batch of {len(body.customers)} customers; at most {config.max_batch}"
             )
         records = [record(c) for c in body.customers]
-        result, failure = score(records, body.explain, request_id)
+        result, failure = score(records, body.explain, request_id, body.customer_ids)
         if failure:
             return failure
-        model, probabilities, decisions, contributions = result
+        model, answering, probabilities, decisions, contributions = result
         rows = [
             {"probability": p, "decision": "call" if d else "skip"}
             for p, d in zip(probabilities, decisions, strict=True)
         ]
+        if answering:  # split mode: each customer's answering version and its threshold
+            for row, version in zip(rows, answering, strict=True):
+                row["model_version"], row["threshold"] = version.version, version.threshold
         if contributions is not None:
             for row, contribution in zip(rows, contributions, strict=True):
                 row["contributions"] = contribution
@@ -367,6 +462,51 @@ def create_app(
                 "explanation": model.explanation,
             }
         )
+
+    @app.get("/challenger")
+    def challenger_info():
+        """The challenger set-up and the newest live comparisons that `monitor` stored."""
+        model, rival = holder.current, None
+        if challengers is not None:
+            rival = challengers.current
+        body = {
+            "mode": config.challenger_mode,
+            "share": config.challenger_share if config.challenger_mode == "split" else None,
+            "alias": config.challenger_alias,
+            "production_version": model.version if model else None,
+            "challenger": None
+            if rival is None
+            else {
+                "version": rival.version,
+                "threshold": rival.threshold,
+                "source": rival.source,
+                "loaded_at": _iso(rival.loaded_at),
+                "scoring": model is not None and rival.version != model.version,
+            },
+            "registry_error": challengers.registry_error if challengers is not None else None,
+            "comparisons": [],
+            "comparisons_error": None,
+        }
+        try:
+            body["comparisons"] = recent_comparisons(settings.model_name)
+        except sa.exc.SQLAlchemyError as exc:
+            log.warning("challenger comparisons not read: %s", exc)
+            body["comparisons_error"] = "the platform database is unavailable: comparisons not shown"
+        return jsonify(body)
+
+    def recent_comparisons(model_name: str, limit: int = 200) -> list[dict]:
+        query = (
+            sa.select(monitoring_challenger)
+            .where(monitoring_challenger.c.model_name == model_name)
+            .order_by(monitoring_challenger.c.period_start.desc(), monitoring_challenger.c.id.desc())
+            .limit(limit)
+        )
+        with engine_for(settings.platform_database_url).connect() as connection:
+            found = connection.execute(query).mappings().all()
+        return [
+            {k: _iso(v.timestamp()) if isinstance(v, dt.datetime) else v for k, v in row.items() if k != "id"}
+            for row in found
+        ]
 
     @app.get("/metrics")
     def prometheus():

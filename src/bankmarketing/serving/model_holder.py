@@ -16,6 +16,7 @@ from pathlib import Path
 import mlflow.artifacts
 import mlflow.sklearn
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from bankmarketing.explanations import EXPLANATION_ARTIFACT
 from bankmarketing.registry import download_version, require_tracking_server
@@ -53,13 +54,21 @@ class ModelHolder:
     new version writes it to `switch.json` with a switch time `switch_delay_s` ahead; the others
     load it from the shared cache meanwhile, and every request that starts after that instant,
     in any worker, gets the new model. Without a delay (one process) the swap is immediate.
+    An `optional` alias (the challenger) may have no version: then nothing is held, and a
+    version is dropped when its alias is removed.
     """
 
     def __init__(
-        self, tracking_uri: str, name: str, alias: str, cache_dir: Path, switch_delay_s: float = 0.0
+        self,
+        tracking_uri: str,
+        name: str,
+        alias: str,
+        cache_dir: Path,
+        switch_delay_s: float = 0.0,
+        optional: bool = False,
     ):
         self.tracking_uri, self.name, self.alias = tracking_uri, name, alias
-        self.cache_dir, self.switch_delay_s = cache_dir, switch_delay_s
+        self.cache_dir, self.switch_delay_s, self.optional = cache_dir, switch_delay_s, optional
         self.registry_error: str | None = None
         self._current: LoadedModel | None = None
         self._pending: tuple[float, LoadedModel] | None = None  # (switch time, model)
@@ -101,7 +110,12 @@ class ModelHolder:
         with self._lock:
             require_tracking_server(self.tracking_uri, timeout_s=3)  # fail fast, no long retries
             client = MlflowClient(self.tracking_uri, registry_uri=self.tracking_uri)
-            version = client.get_model_version_by_alias(self.name, self.alias)
+            try:
+                version = client.get_model_version_by_alias(self.name, self.alias)
+            except MlflowException as exc:
+                if not (self.optional and exc.error_code == "RESOURCE_DOES_NOT_EXIST"):
+                    raise
+                return self._drop()
             self.registry_error = None
             target = self._target()
             if target is not None and target.version == version.version and target.source == "registry":
@@ -115,6 +129,16 @@ class ModelHolder:
             else:
                 self._schedule(loaded, self._agree_switch(loaded))
             return True
+
+    def _drop(self) -> bool:
+        """The optional alias has no version: hold nothing (and cache nothing to fall back to)."""
+        self.registry_error = None
+        changed = self._current is not None or self._pending is not None
+        self._current = self._pending = None
+        (self.cache_dir / "current.json").unlink(missing_ok=True)
+        if changed:
+            log.info("%s has no %r version any more: not scoring with it", self.name, self.alias)
+        return changed
 
     def follow_switch(self) -> bool:
         """Take up a switch another worker agreed on (cheap when the file has not changed)."""

@@ -96,6 +96,14 @@ def openapi_document(max_batch: int) -> dict[str, Any]:
                     "responses": {"200": {"description": "model"}, "503": {"description": "none"}},
                 }
             },
+            "/challenger": {
+                "get": {
+                    "summary": "The challenger set-up and its newest live comparisons with production",
+                    "description": "Mode (off, shadow, split), share, the challenger version loaded, and "
+                    "the periods `monitor` compared (ROC AUC difference with DeLong's p-value).",
+                    "responses": {"200": {"description": "challenger"}},
+                }
+            },
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": text}},
             "/outcomes": {
                 "post": {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, create_model, field_validator
 
 from bankmarketing.data.schema import CATEGORIES, FEATURES, RANGES
 
@@ -44,11 +44,17 @@ Customer = create_model(
 )
 
 
+CustomerId = Annotated[str, Field(min_length=1, max_length=64)]
+
+
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     customer: Customer  # type: ignore[valid-type]
     explain: bool = Field(False, description="add per-feature contributions from the model")
+    customer_id: CustomerId | None = Field(
+        None, description="the bank's id of the customer: keeps them with one version in a challenger split"
+    )
 
 
 class BatchRequest(BaseModel):
@@ -56,6 +62,17 @@ class BatchRequest(BaseModel):
 
     customers: list[Customer] = Field(..., min_length=1)  # type: ignore[valid-type]
     explain: bool = False
+    customer_ids: list[CustomerId] | None = Field(
+        None, description="one id per customer, in the same order (see customer_id of /predict)"
+    )
+
+    @field_validator("customer_ids")
+    @classmethod
+    def _one_id_per_customer(cls, ids: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        customers = info.data.get("customers")
+        if ids is not None and customers is not None and len(ids) != len(customers):
+            raise ValueError(f"{len(ids)} ids for {len(customers)} customers: give one per customer")
+        return ids
 
 
 class Outcome(BaseModel):
