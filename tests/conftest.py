@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from mlflow import MlflowClient
 
 from bankmarketing.config import DATA_PATH_VARIABLE, Settings
 from bankmarketing.data.prepare import PrepareOptions, prepare, read_split
@@ -240,6 +241,15 @@ def client(app_factory):
     return app_factory().test_client()
 
 
+def set_challenger(served) -> str:
+    """The served registry's other version as its challenger (idempotent); its version."""
+    settings, versions, _ = served
+    MlflowClient(settings.tracking_uri).set_registered_model_alias(
+        settings.model_name, "challenger", versions["other"]
+    )
+    return versions["other"]
+
+
 # --- a real `monitor` run through Mage into Postgres ------------------------------------
 
 MAGE = REPO / ".venv/mage/bin/mage"
@@ -278,8 +288,10 @@ def mage_run(settings: Settings, pipeline: str, variables: dict | None = None, *
 
 @pytest.fixture(scope="session")
 def monitored(served, postgres_url):
-    """Settings whose platform database (Postgres) holds a real `monitor` run of the season scenario."""
+    """Settings whose platform database (Postgres) holds a real `monitor` run of the season scenario,
+    the registry's other version set as challenger (so the run compares it with production)."""
     settings = replace(served[0], database_url=postgres_url(f"monitoring_{uuid.uuid4().hex[:8]}"))
+    set_challenger(served)
     result = mage_run(settings, "monitor", {"periods": MONITORED_PERIODS, "alert": False})
     if result.returncode != 0:
         pytest.fail("monitor failed: " + " ".join((result.stdout + result.stderr).split())[-4000:])

@@ -47,6 +47,13 @@ SWITCH_FILE = "switch.json"
 SWITCH_CHECK_S = 0.25
 
 
+def _alias_not_found(exc: MlflowException) -> bool:
+    """MLflow's answer for an alias (or model) the registry does not have."""
+    return exc.error_code == "RESOURCE_DOES_NOT_EXIST" or (
+        exc.error_code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc)
+    )
+
+
 class ModelHolder:
     """Follows `models:/<name>@<alias>`; the swap is one reference assignment.
 
@@ -113,7 +120,7 @@ class ModelHolder:
             try:
                 version = client.get_model_version_by_alias(self.name, self.alias)
             except MlflowException as exc:
-                if not (self.optional and exc.error_code == "RESOURCE_DOES_NOT_EXIST"):
+                if not (self.optional and _alias_not_found(exc)):
                     raise
                 return self._drop()
             self.registry_error = None
