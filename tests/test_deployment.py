@@ -14,7 +14,16 @@ from sklearn.dummy import DummyClassifier
 from sklearn.pipeline import Pipeline
 
 from bankmarketing.data.prepare import PrepareOptions, prepare, read_split
-from bankmarketing.deployment import DeployOptions, RollbackOptions, audit_trail, deploy, rollback
+from bankmarketing.data import DataError
+from bankmarketing.deployment import (
+    ChallengerOptions,
+    DeployOptions,
+    RollbackOptions,
+    audit_trail,
+    deploy,
+    manage_challenger,
+    rollback,
+)
 from bankmarketing.features import build_features
 from bankmarketing.registry import register_candidate
 from bankmarketing.training.train import TrainOptions, train, xy
@@ -151,6 +160,57 @@ def test_a_fairness_bound_refuses_a_better_model_whose_gap_is_too_large(platform
     loose = deploy(settings, DeployOptions(max_fairness_gap=1.0))
     assert loose["action"] == "promote" and loose["production"] == refused["candidate"]
     assert audit_trail(settings, settings.model_name)["action"].tolist() == ["promote", "refuse", "promote"]
+
+
+def test_a_challenger_is_set_beside_production_then_withdrawn_or_promoted_through_the_gate(platform):
+    settings, manifest = platform
+    settings = replace(settings, model_name=f"challenge-{uuid.uuid4().hex[:6]}")
+    dummy = register_uninformative_run(settings, manifest)
+    as_challenger = DeployOptions(role="challenger", triggered_by="test:challenge")
+    alone = deploy(settings, as_challenger)
+    assert alone["action"] == "refuse" and "no production version to challenge" in alone["reason"]
+    assert alone["challenger"] is None and "production" not in aliases(settings)
+    deploy(settings, DeployOptions())
+    assert deploy(settings, as_challenger)["action"] == "keep"  # production itself is no challenger
+    train(
+        settings,
+        TrainOptions(
+            candidates=["logistic_regression"], trials=1, timeout_s=5, cv_folds=2, importance_rows=300
+        ),
+    )
+    bounded = deploy(settings, DeployOptions(role="challenger", max_fairness_gap=0.01))
+    assert bounded["action"] == "refuse" and "refused, no challenger set" in bounded["reason"]
+    challenged = deploy(settings, as_challenger)
+    candidate = challenged["candidate"]
+    assert challenged["action"] == "challenge" and "set as challenger" in challenged["reason"]
+    assert aliases(settings)["challenger"] == candidate and aliases(settings)["production"] == dummy
+    shown = manage_challenger(settings, ChallengerOptions(action="show"))
+    assert shown == {"challenger": candidate, "production": dummy}
+
+    withdrawn = manage_challenger(settings, ChallengerOptions(action="withdraw", triggered_by="test:w"))
+    assert withdrawn["action"] == "withdraw" and "challenger" not in aliases(settings)
+    with pytest.raises(DataError, match="has no challenger: deploy with role challenger first"):
+        manage_challenger(settings, ChallengerOptions(action="promote"))
+
+    deploy(settings, as_challenger)
+    kept = manage_challenger(settings, ChallengerOptions(action="promote", margin=0.9))
+    assert kept["action"] == "refuse" and aliases(settings)["challenger"] == candidate  # the gate holds
+    promoted = manage_challenger(settings, ChallengerOptions(action="promote", triggered_by="test:p"))
+    assert promoted["action"] == "promote" and promoted["production"] == candidate
+    assert "challenger" not in aliases(settings) and aliases(settings)["previous"] == dummy
+    trail = audit_trail(settings, settings.model_name)
+    assert trail["action"].tolist() == [
+        "refuse",
+        "promote",
+        "keep",
+        "refuse",
+        "challenge",
+        "withdraw",
+        "challenge",
+        "refuse",
+        "promote",
+    ]
+    assert trail["triggered_by"].tolist()[-4:-2] == ["test:w", "test:challenge"]
 
 
 def test_model_card_of_the_promoted_version(platform):

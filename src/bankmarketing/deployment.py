@@ -235,12 +235,12 @@ def promote_best(settings: Settings, options: DeployOptions, staged: list[str]) 
     elif decision.action == "challenge":
         client.set_registered_model_alias(name, CHALLENGER, best.version)
     log.info("deploy %s: %s", decision.action, decision.reason)
-    challenger = _alias_version(client, name, CHALLENGER)
+    production, challenger = (_alias_version(client, name, alias) for alias in (PRODUCTION, CHALLENGER))
     return {
         "action": decision.action,
         "reason": decision.reason,
         "candidate": best.version,
-        "production": _alias_version(client, name, PRODUCTION).version,
+        "production": production.version if production else None,
         "challenger": challenger.version if challenger else None,
         "staging": staged,
         "test_metrics": candidate_metrics,
