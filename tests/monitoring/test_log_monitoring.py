@@ -5,15 +5,26 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import replace
 
+import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from mlflow import MlflowClient
 
+from bankmarketing.challenger import assigned_to_challenger, compare_versions
 from bankmarketing.data.prepare import current_manifest, read_split
 from bankmarketing.data.schema import FEATURES
-from bankmarketing.database import engine_for, monitoring_drift, monitoring_performance, prediction_outcome
+from bankmarketing.database import (
+    engine_for,
+    monitoring_challenger,
+    monitoring_drift,
+    monitoring_performance,
+    prediction_outcome,
+)
 from bankmarketing.monitoring.outcomes import load_outcomes
-from tests.conftest import mage_run
+from bankmarketing.registry import load_scorer
+from bankmarketing.training.train import xy
+from tests.conftest import mage_run, set_challenger
 
 pytestmark = pytest.mark.integration
 
@@ -67,6 +78,68 @@ def test_logged_predictions_with_late_outcomes_are_monitored_per_day(
     assert today["prediction_drift_score"] is not None and today["drifted_columns"] >= 1  # June is not May
     assert sum(r["labelled_rows"] for r in performance) == 200
     assert sum(r["positives"] for r in performance) == int((june["y"].head(200) == "yes").sum())
+
+
+def test_a_split_challenger_is_compared_with_production_once_outcomes_arrive(
+    app_factory, served, postgres_url, tmp_path
+):
+    settings, versions = served[0], served[1]
+    challenger = set_challenger(served)
+    url = postgres_url("monitoring_challenger_log")
+    app = app_factory(settings={"database_url": url}, challenger_mode="split", challenger_share=0.3)
+    client = app.test_client()
+    june = read_split(current_manifest(settings), "jun").head(600).reset_index(drop=True)
+    ids = [f"bank-customer-{i}" for i in range(len(june))]
+    for batch in range(6):
+        rows = slice(batch * 100, (batch + 1) * 100)
+        body = {"customers": _customers(june.iloc[rows]), "customer_ids": ids[rows]}
+        reply = client.post("/predict/batch", json=body, headers={"X-Request-ID": f"split-{batch}"})
+        assert reply.status_code == 200, reply.get_json()
+    app.extensions["bankmarketing"]["predictions"].close()
+    outcomes = pd.DataFrame(
+        {"request_id": [f"split-{i // 100}:{i % 100}" for i in range(600)], "subscribed": june["y"]}
+    )
+    outcomes.to_csv(tmp_path / "outcomes.csv", index=False)
+    monitored = replace(settings, database_url=url)
+    assert load_outcomes(monitored, tmp_path / "outcomes.csv")["matched_predictions"] == 600
+
+    now = dt.datetime.now(dt.UTC)
+    window = {
+        "since": (now - dt.timedelta(days=1)).isoformat(),
+        "until": (now + dt.timedelta(hours=1)).isoformat(),
+    }
+    result = mage_run(monitored, "monitor", {"source": "log", "alert": False, **window})
+    assert result.returncode == 0, " ".join((result.stdout + result.stderr).split())[-3000:]
+
+    with engine_for(url).connect() as connection:
+        (row,) = connection.execute(sa.select(monitoring_challenger)).mappings().all()
+        drift = connection.execute(sa.select(monitoring_drift)).mappings().all()
+    assert {r["model_version"] for r in drift} == {int(versions["production"]), int(challenger)}  # each arm
+    assert (row["source"], row["scored_rows"], row["labelled_rows"]) == ("log", 600, 600)
+    assert (row["production_version"], row["challenger_version"]) == (
+        int(versions["production"]),
+        int(challenger),
+    )
+    assert row["challenger_served_share"] == pytest.approx(
+        np.mean(assigned_to_challenger(ids, challenger, 0.3))
+    )
+    X, y = xy(june)
+    registry = MlflowClient(settings.tracking_uri)
+    scores, thresholds = zip(
+        *(
+            (
+                load_scorer(settings.tracking_uri, settings.model_name, v).score_frame(X),
+                float(registry.get_model_version(settings.model_name, v).tags["threshold"]),
+            )
+            for v in (versions["production"], challenger)
+        ),
+        strict=True,
+    )
+    expected = compare_versions(y, *scores, *thresholds)
+    assert row["challenger_recall"] == pytest.approx(expected["challenger_recall"], abs=1e-12)
+    assert row["roc_auc_difference"] == pytest.approx(expected["roc_auc_difference"], abs=1e-9)
+    assert row["p_value"] == pytest.approx(expected["p_value"], abs=1e-9)
+    assert row["verdict"] == expected["verdict"]
 
 
 def test_bad_outcome_files_name_the_row_and_load_nothing(settings, tmp_path):

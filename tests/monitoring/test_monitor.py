@@ -9,13 +9,18 @@ import pytest
 import sqlalchemy as sa
 from mlflow import MlflowClient
 
+from bankmarketing.challenger import compare_versions
+from bankmarketing.data.prepare import prepared_manifest, read_split
 from bankmarketing.data.schema import FEATURES
 from bankmarketing.database import (
     engine_for,
+    monitoring_challenger,
     monitoring_column_drift,
     monitoring_drift,
     monitoring_performance,
 )
+from bankmarketing.registry import load_scorer
+from bankmarketing.training.train import xy
 from tests.conftest import MONITORED_PERIODS, mage_run
 
 pytestmark = pytest.mark.integration
@@ -28,7 +33,7 @@ def _rows(settings, table) -> list[dict]:
 
 
 def _counts(settings) -> dict[str, int]:
-    tables = (monitoring_drift, monitoring_column_drift, monitoring_performance)
+    tables = (monitoring_drift, monitoring_column_drift, monitoring_performance, monitoring_challenger)
     return {t.name: len(_rows(settings, t)) for t in tables}
 
 
@@ -58,6 +63,38 @@ def test_the_season_scenario_is_measured_per_period_for_the_production_version(m
     assert (
         performance["test"]["roc_auc"] > 0.7 and performance["test"]["labelled_rows"] == drift["test"]["rows"]
     )
+
+
+def test_the_challenger_is_compared_with_production_on_every_period(monitored, served):
+    versions = served[1]
+    compared = {r["period"]: r for r in _rows(monitored, monitoring_challenger)}
+    drift = {r["period"]: r for r in _rows(monitored, monitoring_drift)}
+    performance = {r["period"]: r for r in _rows(monitored, monitoring_performance)}
+    assert sorted(compared) == sorted(MONITORED_PERIODS)
+    for period, row in compared.items():
+        assert (row["production_version"], row["challenger_version"], row["source"]) == (
+            int(versions["production"]),
+            int(versions["other"]),
+            "batch",
+        )
+        assert row["scored_rows"] == row["labelled_rows"] == drift[period]["rows"]
+        assert row["challenger_served_share"] is None  # batches: both scored everyone, nobody served
+        # production's side is the same customers and scores as its own live performance
+        assert row["production_roc_auc"] == pytest.approx(performance[period]["roc_auc"], abs=1e-12)
+        assert row["ci_low"] <= row["roc_auc_difference"] <= row["ci_high"] and 0 <= row["p_value"] <= 1
+    # the stored comparison is the comparison of the two versions' own scores
+    registry = MlflowClient(monitored.tracking_uri)
+    sides = []
+    for version in (versions["production"], versions["other"]):
+        tags = registry.get_model_version(monitored.model_name, version).tags
+        X, y = xy(read_split(prepared_manifest(monitored, tags["prepared_id"]), "test"))
+        scorer = load_scorer(monitored.tracking_uri, monitored.model_name, version)
+        sides.append((scorer.score_frame(X), float(tags["threshold"])))
+    expected = compare_versions(y, sides[0][0], sides[1][0], sides[0][1], sides[1][1])
+    for key, value in expected.items():
+        assert compared["test"][key] == (
+            pytest.approx(value, abs=1e-9) if isinstance(value, float) else value
+        )
 
 
 def test_a_rerun_replaces_rows_and_never_duplicates(monitored):
