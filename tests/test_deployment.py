@@ -185,7 +185,9 @@ def test_a_challenger_is_set_beside_production_then_withdrawn_or_promoted_throug
     assert challenged["action"] == "challenge" and "set as challenger" in challenged["reason"]
     assert aliases(settings)["challenger"] == candidate and aliases(settings)["production"] == dummy
     shown = manage_challenger(settings, ChallengerOptions(action="show"))
-    assert shown == {"challenger": candidate, "production": dummy}
+    assert shown == {"challenger": candidate, "production": dummy, "comparisons": [], "chart": None}
+    with pytest.raises(DataError, match=f"no comparison of production v{dummy} and challenger v{candidate}"):
+        manage_challenger(settings, ChallengerOptions(action="show", chart="unused.png"))
 
     withdrawn = manage_challenger(settings, ChallengerOptions(action="withdraw", triggered_by="test:w"))
     assert withdrawn["action"] == "withdraw" and "challenger" not in aliases(settings)

@@ -11,14 +11,20 @@ DeLong's test of their ROC AUC difference (paired: both scored every customer).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import pandas as pd
+import sqlalchemy as sa
 from scipy.stats import norm, rankdata
 from sklearn.metrics import average_precision_score, brier_score_loss
+
+from bankmarketing.database import engine_for, monitoring_challenger
 
 CHALLENGER = "challenger"
 ChallengerMode = Literal["off", "shadow", "split"]
@@ -133,3 +139,53 @@ def compare_versions(
     else:
         verdict = "challenger better" if test["roc_auc_difference"] > 0 else "production better"
     return result | {"verdict": verdict}
+
+
+def stored_comparisons(database_url: str, model_name: str, limit: int | None = None) -> list[dict]:
+    """The comparisons `monitor` stored for a model, newest period first (datetimes as ISO text)."""
+    table = monitoring_challenger
+    query = (
+        sa.select(table)
+        .where(table.c.model_name == model_name)
+        .order_by(table.c.period_start.desc(), table.c.id.desc())
+        .limit(limit)
+    )
+    with engine_for(database_url).connect() as connection:
+        found = connection.execute(query).mappings().all()
+    return [
+        {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in row.items() if k != "id"}
+        for row in found
+    ]
+
+
+def plot_comparisons(comparisons: list[dict], path: Path, title: str) -> None:
+    """Both versions' ROC AUC per period, and the difference with its 95 % interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frame = pd.DataFrame(comparisons).dropna(subset=["roc_auc_difference"]).sort_values("period_start")
+    figure, (left, right) = plt.subplots(1, 2, figsize=(13, 4))
+    for side in ("production", "challenger"):
+        version = int(frame[f"{side}_version"].iloc[0])
+        left.plot(frame["period"], frame[f"{side}_roc_auc"], marker="o", label=f"{side} v{version}")
+    left.set_ylabel("ROC AUC")
+    left.set_title("ROC AUC per period (same customers)")
+    left.legend()
+    difference = frame["roc_auc_difference"].to_numpy()
+    errors = [difference - frame["ci_low"].to_numpy(), frame["ci_high"].to_numpy() - difference]
+    colours = [
+        "tab:green" if v == "challenger better" else "tab:red" if v == "production better" else "tab:gray"
+        for v in frame["verdict"]
+    ]
+    right.bar(frame["period"], difference, yerr=errors, color=colours, capsize=4)
+    right.axhline(0, color="black", linewidth=0.8)
+    right.set_title("challenger − production, 95 % interval (green/red: p < 0.05)")
+    for axis in (left, right):
+        axis.grid(alpha=0.3)
+    figure.suptitle(title)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

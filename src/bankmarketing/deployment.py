@@ -7,6 +7,7 @@ import getpass
 import json
 import logging
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -17,7 +18,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from pydantic import Field
 
-from bankmarketing.challenger import CHALLENGER
+from bankmarketing.challenger import CHALLENGER, plot_comparisons, stored_comparisons
 from bankmarketing.config import Settings
 from bankmarketing.data import DataError
 from bankmarketing.data.prepare import read_prepared_split
@@ -69,6 +70,9 @@ class ChallengerOptions(DeployOptions):
 
     action: Literal["show", "promote", "withdraw"] = Field(
         "show", description="show it; promote it through the gate; or withdraw it (remove the alias)"
+    )
+    chart: str | None = Field(
+        None, description="show: write a PNG chart of its stored comparisons with production here"
     )
 
 
@@ -397,12 +401,15 @@ def manage_challenger(settings: Settings, options: ChallengerOptions) -> dict:
         "production": production.version if production else None,
     }
     if options.action == "show":
-        return summary
+        return summary | _comparisons(settings, summary, options.chart)
     if challenger is None:
         raise DataError(f"model {name!r} has no challenger: deploy with role challenger first")
     triggered_by = options.triggered_by or f"user:{getpass.getuser()}"
     if options.action == "promote":
-        gate = options.model_dump(exclude={"action"}) | {"role": "production", "triggered_by": triggered_by}
+        gate = options.model_dump(exclude={"action", "chart"}) | {
+            "role": "production",
+            "triggered_by": triggered_by,
+        }
         result = promote_best(settings, DeployOptions(**gate), [challenger.version])
         if result["action"] == "promote":
             client.delete_registered_model_alias(name, CHALLENGER)
@@ -424,3 +431,22 @@ def manage_challenger(settings: Settings, options: ChallengerOptions) -> dict:
         reason=reason,
     )
     return summary | {"action": "withdraw", "reason": reason, "challenger": None}
+
+
+def _comparisons(settings: Settings, summary: dict, chart: str | None) -> dict:
+    """The stored comparisons of the current production and challenger; a chart if asked for."""
+    pair = (summary["production"], summary["challenger"])
+    found = [
+        c
+        for c in stored_comparisons(settings.platform_database_url, settings.model_name)
+        if (str(c["production_version"]), str(c["challenger_version"])) == pair
+    ]
+    if chart:
+        if not any(c.get("roc_auc_difference") is not None for c in found):
+            raise DataError(
+                f"no comparison of production v{pair[0]} and challenger v{pair[1]} is stored: run monitor "
+                "(batch periods, or the prediction log once outcomes are loaded) first"
+            )
+        title = f"{settings.model_name}: challenger v{pair[1]} vs production v{pair[0]}"
+        plot_comparisons(found, Path(chart), title)
+    return {"comparisons": found, "chart": chart}

@@ -23,9 +23,13 @@ from flask import Flask, Response, jsonify, request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import ValidationError
 
-from bankmarketing.challenger import CHALLENGER, CHALLENGER_MODES, assigned_to_challenger
+from bankmarketing.challenger import (
+    CHALLENGER,
+    CHALLENGER_MODES,
+    assigned_to_challenger,
+    stored_comparisons,
+)
 from bankmarketing.config import ConfigurationError, Settings, check_credential
-from bankmarketing.database import engine_for, monitoring_challenger
 from bankmarketing.monitoring.outcomes import repeated_request_ids, store_outcomes
 from bankmarketing.scoring import ExplanationUnavailable
 from bankmarketing.serving.model_holder import LoadedModel, ModelHolder
@@ -488,25 +492,11 @@ def create_app(
             "comparisons_error": None,
         }
         try:
-            body["comparisons"] = recent_comparisons(settings.model_name)
+            body["comparisons"] = stored_comparisons(settings.platform_database_url, settings.model_name, 200)
         except sa.exc.SQLAlchemyError as exc:
             log.warning("challenger comparisons not read: %s", exc)
             body["comparisons_error"] = "the platform database is unavailable: comparisons not shown"
         return jsonify(body)
-
-    def recent_comparisons(model_name: str, limit: int = 200) -> list[dict]:
-        query = (
-            sa.select(monitoring_challenger)
-            .where(monitoring_challenger.c.model_name == model_name)
-            .order_by(monitoring_challenger.c.period_start.desc(), monitoring_challenger.c.id.desc())
-            .limit(limit)
-        )
-        with engine_for(settings.platform_database_url).connect() as connection:
-            found = connection.execute(query).mappings().all()
-        return [
-            {k: _iso(v.timestamp()) if isinstance(v, dt.datetime) else v for k, v in row.items() if k != "id"}
-            for row in found
-        ]
 
     @app.get("/metrics")
     def prometheus():
