@@ -30,7 +30,11 @@ Anchors measured on this machine before: mlflow models serve 281 req/s, p50 24 m
 p99 126 ms; Flask hello 5,292 req/s, p50 1.4 ms. Targets: predictor >= 8x mlflow serve and
 >= 0.40x hello in req/s, batch >= 50,000 rows/s, p99 <= 10 ms at half the max rate.
 
-    .venv/app/bin/python bench/serving.py [--duration 15] [--connections 8]
+With --challenger, a second version becomes the `challenger` and the predictor is measured
+again in shadow mode (every request scored by both versions, both scores logged); the report
+gives its ratio to the production-only predictor of the same run.
+
+    .venv/app/bin/python bench/serving.py [--duration 15] [--connections 8] [--challenger]
 """
 
 from __future__ import annotations
@@ -244,8 +248,14 @@ def bench_settings(root: Path, data_path: Path, tracking_uri: str, model_name: s
     )
 
 
-def register_model(root: Path, data_path: Path, tracking_uri: str) -> tuple[list[dict], dict]:
-    """prepare -> train (the reference XGBoost) -> deploy; returns test customers and a summary."""
+def register_model(
+    root: Path, data_path: Path, tracking_uri: str, challenger: bool = False
+) -> tuple[list[dict], dict]:
+    """prepare -> train (the reference XGBoost) -> deploy; returns test customers and a summary.
+
+    With `challenger`, a second training run of the same model becomes the `challenger`
+    (deploy --role challenger): a second version to score beside production.
+    """
     from bankmarketing.data.prepare import PrepareOptions, prepare, read_split
     from bankmarketing.data.schema import FEATURES
     from bankmarketing.deployment import DeployOptions, deploy
@@ -264,11 +274,16 @@ def register_model(root: Path, data_path: Path, tracking_uri: str) -> tuple[list
             candidates=["xgboost"], trials=1, timeout_s=30, cv_folds=2, importance_rows=300
         )
         trained = train(settings, options, manifest)
+        deployed = deploy(settings, DeployOptions(build_image=False))
+        if deployed["action"] != "promote":
+            raise RuntimeError(f"deploy did not promote the model: {deployed}")
+        if challenger:
+            train(settings, options, manifest)
+            challenged = deploy(settings, DeployOptions(build_image=False, role="challenger"))
+            if challenged["action"] != "challenge":
+                raise RuntimeError(f"deploy did not set a challenger: {challenged}")
     finally:
         CANDIDATES["xgboost"] = searched
-    deployed = deploy(settings, DeployOptions(build_image=False))
-    if deployed["action"] != "promote":
-        raise RuntimeError(f"deploy did not promote the model: {deployed}")
     test = read_split(manifest, "test")
     customers = [
         {k: v.item() if hasattr(v, "item") else v for k, v in row.items()}
@@ -509,7 +524,7 @@ def run(root: Path, uri: str, customers: list[dict], args) -> dict:
     gunicorn = [str(BIN / "gunicorn"), "-c", GUNICORN_CONF]
     results: dict = {}
 
-    def predictor(tag: str, log_predictions: bool):
+    def predictor(tag: str, log_predictions: bool, **extra: str):
         port = free_port()
         database = f"sqlite:///{root / f'platform-{tag}.db'}"
         # The tables first: both workers creating them at once in a new SQLite file race,
@@ -526,6 +541,7 @@ def run(root: Path, uri: str, customers: list[dict], args) -> dict:
             PREDICTOR_CACHE_DIR=str(root / f"cache-{tag}"),
             PREDICTOR_LOG_PREDICTIONS=str(log_predictions).lower(),
             PROMETHEUS_MULTIPROC_DIR=str(root / f"prometheus-{tag}"),
+            **extra,
         )
         return running(
             f"predictor (logging {tag})",
@@ -568,6 +584,20 @@ def run(root: Path, uri: str, customers: list[dict], args) -> dict:
             )
             results["batch_nolog"] = measure(
                 "predictor batch, no log", server, "/predict/batch", files["batch"], args
+            )
+
+    # 2b. the predictor with a shadow challenger: every request scored by two versions.
+    if args.challenger:
+        with predictor("shadow", True, PREDICTOR_CHALLENGER_MODE="shadow") as server:
+            info = requests.get(f"http://127.0.0.1:{server.port}/challenger", timeout=10).json()
+            if not (info["challenger"] or {}).get("scoring"):
+                raise RuntimeError(f"the shadow predictor is not scoring a challenger: {info}")
+            results["shadow"] = measure(
+                "predictor, shadow challenger", server, "/predict", files["predict"], args
+            )
+            time.sleep(2)
+            results["batch_shadow"] = measure(
+                "predictor batch, shadow challenger", server, "/predict/batch", files["batch"], args
             )
 
     # 3. the anchor: mlflow models serve on the same registered model.
@@ -685,6 +715,9 @@ def report(results: dict, setup: dict, args, elapsed_s: float) -> None:
     row(f"predictor /predict/batch x{BATCH_ROWS:,}, logging on", batch)
     if "batch_nolog" in results:
         row(f"predictor /predict/batch x{BATCH_ROWS:,}, logging off", results["batch_nolog"])
+    if "shadow" in results:
+        row("predictor /predict, shadow challenger", results["shadow"])
+        row(f"predictor /predict/batch x{BATCH_ROWS:,}, shadow challenger", results["batch_shadow"])
     print(rule)
 
     def verdict(ok: bool) -> str:
@@ -708,6 +741,12 @@ def report(results: dict, setup: dict, args, elapsed_s: float) -> None:
         f"batch rows/s, logging on       {rows_s:9,.0f}      target >= {TARGETS['batch_rows_s']:,.0f}: "
         f"{verdict(rows_s >= TARGETS['batch_rows_s'])}{nolog_rows}"
     )
+    if "shadow" in results:
+        shadow, batch_shadow = results["shadow"].rps / on.rps, results["batch_shadow"].rps / batch.rps
+        print(
+            f"shadow challenger / production only: req/s {shadow:.3f}, batch rows/s {batch_shadow:.3f} "
+            f"(vs mlflow serve {results['shadow'].rps / anchor.rps:.1f} x)"
+        )
     p99_target = TARGETS["half_rate_p99_ms"]
     print(
         f"p99 at half the max rate       {half['p99']:9.2f} ms   "
@@ -769,6 +808,11 @@ def main() -> None:
         help="the bank-marketing CSV (default: BANK_DATA_PATH, else ../shared/data/bank-marketing/)",
     )
     parser.add_argument("--skip-nolog", action="store_true", help="skip the logging-off comparison")
+    parser.add_argument(
+        "--challenger",
+        action="store_true",
+        help="also measure the predictor in shadow mode (a second version scored on every request)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: `apt-get install -y wrk` (Debian/Ubuntu), then run again")
@@ -783,7 +827,7 @@ def main() -> None:
             registry, uri = mlflow_server(root / "mlflow")
             stack.callback(registry.stop)
             log(f"MLflow server at {uri}; prepare, train, deploy")
-            customers, setup = register_model(root / "model", args.data, uri)
+            customers, setup = register_model(root / "model", args.data, uri, args.challenger)
             log(f"registered {MODEL_NAME} v{setup['version']} as production in {setup['seconds']:.0f} s")
             results = run(root, uri, customers, args)
         report(results, setup, args, time.perf_counter() - started)
