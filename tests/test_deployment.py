@@ -13,8 +13,8 @@ from mlflow import MlflowClient
 from sklearn.dummy import DummyClassifier
 from sklearn.pipeline import Pipeline
 
-from bankmarketing.data.prepare import PrepareOptions, prepare, read_split
 from bankmarketing.data import DataError
+from bankmarketing.data.prepare import PrepareOptions, prepare, read_split
 from bankmarketing.deployment import (
     ChallengerOptions,
     DeployOptions,

@@ -161,6 +161,7 @@ def evaluate_on_test(version: ModelVersion, test: pd.DataFrame, proba: np.ndarra
 
 
 def _record(settings: Settings, **row) -> None:
+    """One audit row; the gate's columns (metric, values, margin) stay empty when not given."""
     with engine_for(settings.platform_database_url).begin() as connection:
         connection.execute(sa.insert(deployment_audit).values(at=dt.datetime.now(dt.UTC), **row))
 
@@ -375,10 +376,6 @@ def rollback(settings: Settings, options: RollbackOptions) -> dict:
         from_version=int(current.version),
         to_version=int(target.version),
         triggered_by=triggered_by or f"user:{getpass.getuser()}",
-        metric=None,
-        candidate_value=None,
-        production_value=None,
-        margin=None,
         reason=reason,
     )
     client.set_model_version_tag(name, current.version, "rolled_back", dt.datetime.now(dt.UTC).isoformat())
@@ -424,10 +421,6 @@ def manage_challenger(settings: Settings, options: ChallengerOptions) -> dict:
         from_version=int(challenger.version),
         to_version=None,
         triggered_by=triggered_by,
-        metric=None,
-        candidate_value=None,
-        production_value=None,
-        margin=None,
         reason=reason,
     )
     return summary | {"action": "withdraw", "reason": reason, "challenger": None}

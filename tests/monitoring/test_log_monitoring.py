@@ -33,6 +33,17 @@ def _customers(frame: pd.DataFrame) -> list[dict]:
     return frame[list(FEATURES)].to_dict("records")  # native Python values, as JSON clients send
 
 
+def monitor_todays_log(settings) -> None:
+    """`monitor` through Mage on the prediction log of the last day (and the next hour)."""
+    now = dt.datetime.now(dt.UTC)
+    window = {
+        "since": (now - dt.timedelta(days=1)).isoformat(),
+        "until": (now + dt.timedelta(hours=1)).isoformat(),
+    }
+    result = mage_run(settings, "monitor", {"source": "log", "alert": False, **window})
+    assert result.returncode == 0, " ".join((result.stdout + result.stderr).split())[-3000:]
+
+
 def test_logged_predictions_with_late_outcomes_are_monitored_per_day(
     app_factory, served, postgres_url, tmp_path
 ):
@@ -60,13 +71,7 @@ def test_logged_predictions_with_late_outcomes_are_monitored_per_day(
     monitored = replace(settings, database_url=url)
     assert load_outcomes(monitored, tmp_path / "outcomes.csv") == {"loaded": 200, "matched_predictions": 200}
 
-    now = dt.datetime.now(dt.UTC)
-    window = {
-        "since": (now - dt.timedelta(days=1)).isoformat(),
-        "until": (now + dt.timedelta(hours=1)).isoformat(),
-    }
-    result = mage_run(monitored, "monitor", {"source": "log", "alert": False, **window})
-    assert result.returncode == 0, " ".join((result.stdout + result.stderr).split())[-3000:]
+    monitor_todays_log(monitored)
 
     engine = engine_for(url)
     with engine.connect() as connection:
@@ -103,13 +108,7 @@ def test_a_split_challenger_is_compared_with_production_once_outcomes_arrive(
     monitored = replace(settings, database_url=url)
     assert load_outcomes(monitored, tmp_path / "outcomes.csv")["matched_predictions"] == 600
 
-    now = dt.datetime.now(dt.UTC)
-    window = {
-        "since": (now - dt.timedelta(days=1)).isoformat(),
-        "until": (now + dt.timedelta(hours=1)).isoformat(),
-    }
-    result = mage_run(monitored, "monitor", {"source": "log", "alert": False, **window})
-    assert result.returncode == 0, " ".join((result.stdout + result.stderr).split())[-3000:]
+    monitor_todays_log(monitored)
 
     with engine_for(url).connect() as connection:
         (row,) = connection.execute(sa.select(monitoring_challenger)).mappings().all()
