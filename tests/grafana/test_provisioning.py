@@ -96,7 +96,8 @@ def test_time_series_panels_use_period_start_within_the_time_range():
         assert target["format"] == "time_series"
         assert re.search(r'period_start AS "time"', target["rawSql"]), panel["title"]
         assert "$__timeFilter(period_start)" in target["rawSql"], panel["title"]
-        assert "model_version = $model_version" in target["rawSql"], panel["title"]
+        # the selected version: the model's, or production's in a challenger comparison
+        assert re.search(r"\b(model|production)_version = \$model_version", target["rawSql"]), panel["title"]
 
 
 def test_every_datasource_uid_referenced_exists():

@@ -64,6 +64,32 @@ EXPECTED_COLUMNS = {
         "Mage run",
         "detail",
     ],
+    "Challenger vs production: live ROC AUC per period": [
+        "time",
+        "production ROC AUC",
+        "challenger ROC AUC",
+        "difference",
+        "p-value",
+    ],
+    "Challenger verdict per period": [
+        "period",
+        "production version",
+        "challenger version",
+        "labelled rows",
+        "ROC AUC difference",
+        "95 % interval low",
+        "95 % interval high",
+        "p-value",
+        "PR AUC lift",
+        "challenger served share",
+        "verdict",
+    ],
+}
+VERDICTS = {
+    "challenger better",
+    "production better",
+    "no significant difference",
+    "not comparable: subscribers and non-subscribers are both needed",
 }
 RECEIVER_TOKEN = "receiver-token-for-grafana-0123456789"
 
@@ -204,6 +230,19 @@ def test_panels_show_the_season_scenario(monitoring, mage_engine):
     expected = [("retrain", "running"), ("monitor", "failed"), ("monitor", "completed")]
     assert [(r[1], r[2]) for r in runs] == expected
     assert runs[0][3] == "retrain_on_alert" and runs[2][7] == pytest.approx(180, abs=1)
+    # the registry's other version was the challenger: compared with production on every period
+    roc = run("Challenger vs production: live ROC AUC per period")
+    assert len(roc) == 7
+    assert all(0.5 < auc <= 1 for r in roc for auc in r[1:3]), roc
+    assert all(r[3] == pytest.approx(r[2] - r[1]) and 0 <= r[4] <= 1 for r in roc), roc
+    verdicts = run("Challenger verdict per period")  # newest period first
+    assert [r[0] for r in verdicts] == ["nov", "oct", "sep", "aug", "jul", "jun", "test"]
+    (pair,) = {(r[1], r[2]) for r in verdicts}
+    assert pair[0] == variables["model_version"] != pair[1]
+    assert all(r[7] is None or 0 <= r[7] <= 1 for r in verdicts)
+    assert all(r[4] is None or r[5] <= r[4] <= r[6] for r in verdicts)
+    assert all(r[9] is None for r in verdicts)  # batch periods: nobody was served
+    assert {r[10] for r in verdicts} <= VERDICTS, verdicts
 
 
 def _alert(connection: sa.Connection) -> list[dict]:

@@ -6,18 +6,26 @@ follows an upload (`score_csv`, `show_scored`) and the planning page from a scor
 
 from __future__ import annotations
 
+import datetime as dt
+import threading
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import requests
+import sqlalchemy as sa
 from streamlit.testing.v1 import AppTest
+from werkzeug.serving import make_server
 
+from bankmarketing.challenger import compare_versions
 from bankmarketing.data.schema import CATEGORIES, FEATURES, RANGES
+from bankmarketing.database import engine_for, monitoring_challenger
 from bankmarketing.targeting import plan_campaign
 from bankmarketing.ui import views
 from bankmarketing.ui.client import PredictorClient
 from bankmarketing.ui.customers import DEFAULT_CUSTOMER, scored_frame
+from tests.conftest import set_challenger
 from tests.ui.conftest import customer
 
 pytestmark = pytest.mark.integration
@@ -227,3 +235,104 @@ def test_explanation_page_shows_the_served_versions_global_explanation(predictor
     assert f"v{versions['production']}:" in at.caption[0].value and "test customers" in at.caption[0].value
     assert [h.value for h in at.subheader] == ["age", "balance", "poutcome"]
     assert len(at.get("arrow_vega_lite_chart")) == 4  # importance + three dependence charts
+
+
+CHALLENGER_PAGE = "Challenger vs production"
+
+
+def test_challenger_page_shows_the_mode_and_how_to_set_a_challenger_up(predictor_url, served):
+    _, versions, _ = served
+    at = app().run()
+    at.sidebar.radio(key="page").set_value(CHALLENGER_PAGE).run()
+    assert not at.exception and not errors(at)
+    assert at.header[0].value == CHALLENGER_PAGE
+    shown = metrics(at)
+    assert shown["Mode"] == "off" and shown["Production"] == f"v{versions['production']}"
+    assert shown["Challenger"] == "–"
+    setup = at.info[0].value
+    assert "no challenger" in setup and "deploy --role challenger" in setup
+    assert "PREDICTOR_CHALLENGER_MODE=shadow" in setup
+
+
+@pytest.fixture
+def challenger_predictor(app_factory, served, tmp_path, monkeypatch):
+    """A predictor in split mode (25 %) with the registry's other version as challenger, its platform
+    database a fresh SQLite file; PREDICTOR_URL points at it. Yields (url, database URL)."""
+    set_challenger(served)
+    database = f"sqlite:///{tmp_path / 'platform.db'}"
+    app = app_factory(settings={"database_url": database}, challenger_mode="split", challenger_share=0.25)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    monkeypatch.setenv("PREDICTOR_URL", url)
+    yield url, database
+    server.shutdown()
+    thread.join(10)
+    server.server_close()
+
+
+def _store_comparisons(database: str, model_name: str, production: str, challenger: str) -> None:
+    """What `monitor` writes for three log periods (the oldest with subscribers only)."""
+    rng = np.random.default_rng(7)
+    rows = []
+    unmeasured = {c.name: None for c in monitoring_challenger.columns if c.name != "id"}  # one-class periods
+    for month, (size, positives) in enumerate([(300, 300), (400, 60), (500, 80)], start=6):
+        y = np.r_[np.ones(positives), np.zeros(size - positives)]
+        production_scores = np.clip(0.3 * y + rng.normal(0.3, 0.2, size), 0, 1)
+        challenger_scores = np.clip(0.4 * y + rng.normal(0.3, 0.2, size), 0, 1)
+        start = dt.datetime(2025, month, 1, tzinfo=dt.UTC)
+        rows.append(
+            unmeasured
+            | {
+                "model_name": model_name,
+                "production_version": int(production),
+                "challenger_version": int(challenger),
+                "period": start.strftime("%Y-%m"),
+                "period_start": start,
+                "period_end": start.replace(month=month + 1),
+                "computed_at": dt.datetime.now(dt.UTC),
+                "source": "log",
+                "scored_rows": size,
+                "challenger_served_share": 0.25,
+                **compare_versions(y, production_scores, challenger_scores, 0.5, 0.5),
+            }
+        )
+    with engine_for(database).begin() as connection:
+        connection.execute(sa.insert(monitoring_challenger), rows)
+
+
+def test_challenger_page_shows_the_stored_comparisons(challenger_predictor, served):
+    url, database = challenger_predictor
+    settings, versions, _ = served
+    production, challenger = versions["production"], versions["other"]
+    at = app()
+    at.session_state["page"] = CHALLENGER_PAGE
+    at.run()
+    assert not at.exception and not errors(at)
+    assert metrics(at) == {
+        "Mode": "split (25% challenger)",
+        "Production": f"v{production}",
+        "Challenger": f"v{challenger}",
+    }
+    assert f"Challenger v{challenger}" in at.caption[0].value
+    assert "make outcomes FILE=" in at.info[0].value and not at.get("arrow_vega_lite_chart")
+
+    _store_comparisons(database, settings.model_name, production, challenger)
+    at.run()
+    assert not at.exception and not errors(at) and not at.info
+    stored = requests.get(f"{url}/challenger", timeout=10).json()["comparisons"]
+    assert [c["period"] for c in stored] == ["2025-08", "2025-07", "2025-06"]
+    newest = stored[0]
+    shown = metrics(at)
+    assert shown[f"Production v{production} ROC AUC"] == f"{newest['production_roc_auc']:.3f}"
+    assert shown[f"Challenger v{challenger} ROC AUC"] == f"{newest['challenger_roc_auc']:.3f}"
+    assert shown["Difference (challenger − production)"] == f"{newest['roc_auc_difference']:+.3f}"
+    assert newest["verdict"] in at.markdown[0].value
+    (chart,) = at.get("arrow_vega_lite_chart")
+    assert "ROC AUC per period" in chart.proto.spec
+    table = at.dataframe[0].value
+    assert table["period"].tolist() == ["2025-08", "2025-07", "2025-06"]
+    assert table["verdict"].tolist() == [c["verdict"] for c in stored]
+    assert table["verdict"].iloc[-1].startswith("not comparable") and table["95 % interval"].iloc[-1] == "–"
+    assert table["p-value"].tolist()[:2] == [c["p_value"] for c in stored[:2]]

@@ -36,6 +36,14 @@ def test_predict_model_and_ready_match_the_api(predictor_url, served):
     assert client.ready()["ready"] is True
 
 
+def test_challenger_matches_the_api(predictor_url, served):
+    _, versions, _ = served
+    answer = PredictorClient().challenger()
+    assert answer == requests.get(f"{predictor_url}/challenger", timeout=10).json()
+    assert (answer["mode"], answer["share"], answer["challenger"]) == ("off", None, None)
+    assert answer["production_version"] == versions["production"] and isinstance(answer["comparisons"], list)
+
+
 def test_batch_chunks_keep_order_and_equal_single_predictions(predictor_url, served):
     _, versions, test = served
     client = PredictorClient(predictor_url)

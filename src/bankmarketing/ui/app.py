@@ -10,6 +10,7 @@ import streamlit as st
 from bankmarketing.ui.client import PredictorClient
 from bankmarketing.ui.views import (
     PAGES,
+    challenger_page,
     explanation_page,
     model_sidebar,
     plan_campaign_page,
@@ -25,7 +26,11 @@ def main() -> None:
     page = st.sidebar.radio("Page", PAGES, key="page")
     model_sidebar(client)
     pages = dict(
-        zip(PAGES, (score_customer_page, score_file_page, plan_campaign_page, explanation_page), strict=True)
+        zip(
+            PAGES,
+            (score_customer_page, score_file_page, plan_campaign_page, explanation_page, challenger_page),
+            strict=True,
+        )
     )
     pages[page](client)
 

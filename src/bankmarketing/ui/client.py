@@ -49,7 +49,8 @@ def _shift(detail: list[dict[str, Any]], offset: int) -> list[dict[str, Any]]:
 
 
 class PredictorClient:
-    """`predict`, `predict_batch`, `model` and `ready` over HTTP; errors as PredictorError subclasses."""
+    """`predict`, `predict_batch`, `model`, `challenger` and `ready` over HTTP; errors as PredictorError
+    subclasses."""
 
     def __init__(self, base_url: str | None = None, timeout: float = 10.0):
         self.base_url = (base_url or os.environ.get(URL_VARIABLE, "").strip() or DEFAULT_URL).rstrip("/")
@@ -138,6 +139,12 @@ class PredictorClient:
     def model(self) -> dict:
         """The served model: name, version, threshold, metrics, card (markdown), source."""
         return self._request("GET", "/model")
+
+    def challenger(self) -> dict:
+        """The challenger set-up (mode, share, production version, the challenger loaded or None,
+        registry_error) and the comparisons `monitor` stored, newest period first (comparisons_error
+        when the predictor cannot read them)."""
+        return self._request("GET", "/challenger")
 
     def ready(self) -> dict:
         """{"ready": bool, ...}; a 503 (no model yet) is an answer here, not an error."""

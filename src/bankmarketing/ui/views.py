@@ -1,4 +1,4 @@
-"""The three pages of the tester (Streamlit calls; the logic is in customers.py, client.py, targeting.py)."""
+"""The pages of the tester (Streamlit calls; the logic is in customers.py, client.py, targeting.py)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,13 @@ from bankmarketing.ui.customers import (
     to_customers,
 )
 
-PAGES = ("Score a customer", "Score a file", "Plan a campaign", "What drives the score")
+PAGES = (
+    "Score a customer",
+    "Score a file",
+    "Plan a campaign",
+    "What drives the score",
+    "Challenger vs production",
+)
 #: Session state: the last scored file (a frame with probability), its name and upload id.
 SCORED, SCORED_NAME, SCORED_ID = "scored_frame", "scored_name", "scored_file_id"
 PLAN_CACHE = "plan_upload_scores"
@@ -382,3 +388,165 @@ def explanation_page(client: PredictorClient) -> None:
             ),
             width="stretch",
         )
+
+
+# --- (e) a challenger beside production ----------------------------------------------------------------
+
+CHALLENGER_SETUP = (
+    "Register a version as challenger with `bankmarketing deploy --role challenger` (or Mage `deploy` "
+    "with the variable `role=challenger`) and run the predictor with `PREDICTOR_CHALLENGER_MODE=shadow` "
+    "(the challenger scores every customer beside production, production answers) or `split` (the "
+    "challenger answers for `PREDICTOR_CHALLENGER_SHARE` of the customers)."
+)
+NO_COMPARISONS = (
+    "No comparison stored yet. `monitor` (Mage pipeline, `make monitor`) compares the two versions per "
+    "period on the same customers once the outcomes of the logged predictions are loaded "
+    "(`make outcomes FILE=outcomes.csv` or `POST /outcomes`)."
+)
+
+
+def _number(value: float | None, spec: str = ".3f") -> str:
+    return "–" if value is None or math.isnan(value) else format(value, spec)
+
+
+def _mode(info: dict) -> str:
+    if info["mode"] == "split" and info.get("share") is not None:
+        return f"split ({info['share']:.0%} challenger)"
+    return info["mode"]
+
+
+def challenger_setup(info: dict) -> None:
+    """Mode, versions, and what is missing for a comparison."""
+    rival = info.get("challenger")
+    production = info.get("production_version")
+    columns = st.columns(3)
+    columns[0].metric(
+        "Mode",
+        _mode(info),
+        help="off: no challenger; shadow: scored beside production, production answers; "
+        "split: the challenger answers for a share of the customers",
+    )
+    columns[1].metric("Production", f"v{production}" if production else "–")
+    columns[2].metric("Challenger", f"v{rival['version']}" if rival else "–", help=f"alias `{info['alias']}`")
+    if info["mode"] == "off":
+        st.info("The predictor scores no challenger. " + CHALLENGER_SETUP)
+    elif rival is None:
+        missing = f"Mode {info['mode']}, but no version has the alias `{info['alias']}` yet. "
+        st.info(missing + CHALLENGER_SETUP)
+    elif not rival["scoring"]:
+        st.info(f"The challenger v{rival['version']} is the production version: nothing to compare.")
+    else:
+        st.caption(
+            f"Challenger v{rival['version']} (alias `{info['alias']}`, threshold {rival['threshold']:.3f}) "
+            f"loaded {rival['loaded_at']} from {rival['source']}."
+        )
+    if info.get("registry_error"):
+        st.warning(f"The predictor cannot read the challenger alias: {info['registry_error']}")
+
+
+def _auc_per_period(comparisons: pd.DataFrame) -> pd.DataFrame:
+    """One row per period and version: `version` is e.g. "production v3", `roc_auc` its ROC AUC."""
+    sides = [
+        pd.DataFrame(
+            {
+                "period_start": pd.to_datetime(comparisons["period_start"], utc=True),
+                "period": comparisons["period"],
+                "version": side + " v" + comparisons[f"{side}_version"].astype(str),
+                "roc_auc": comparisons[f"{side}_roc_auc"],
+                "p_value": comparisons["p_value"],
+                "verdict": comparisons["verdict"],
+            }
+        )
+        for side in ("production", "challenger")
+    ]
+    return pd.concat(sides, ignore_index=True).dropna(subset=["roc_auc"])
+
+
+def comparisons_table(comparisons: pd.DataFrame) -> pd.DataFrame:
+    """The stored comparisons as shown: newest period first, readable column names."""
+    interval = [
+        "–" if pd.isna(low) else f"[{low:+.3f}, {high:+.3f}]"
+        for low, high in zip(comparisons["ci_low"], comparisons["ci_high"], strict=True)
+    ]
+    return pd.DataFrame(
+        {
+            "period": comparisons["period"],
+            "source": comparisons["source"],
+            "production": comparisons["production_version"],
+            "challenger": comparisons["challenger_version"],
+            "labelled rows": comparisons["labelled_rows"],
+            "ROC AUC difference": comparisons["roc_auc_difference"],
+            "95 % interval": interval,
+            "p-value": comparisons["p_value"],
+            "PR AUC lift": comparisons["pr_auc_lift"],
+            "challenger served share": comparisons["challenger_served_share"],
+            "verdict": comparisons["verdict"],
+        }
+    )
+
+
+def challenger_page(client: PredictorClient) -> None:
+    st.header("Challenger vs production")
+    try:
+        info = client.challenger()
+    except PredictorError as exc:
+        show_error(exc)
+        return
+    challenger_setup(info)
+    if info.get("comparisons_error"):
+        st.warning(info["comparisons_error"])
+    stored = info.get("comparisons") or []  # newest period first
+    if not stored:
+        if not info.get("comparisons_error"):
+            st.info(NO_COMPARISONS)
+        return
+    newest, comparisons = stored[0], pd.DataFrame(stored)
+    st.subheader(f"Newest period: {newest['period']}")
+    columns = st.columns(3)
+    for column, side in zip(columns, ("production", "challenger"), strict=False):
+        column.metric(
+            f"{side.capitalize()} v{newest[f'{side}_version']} ROC AUC", _number(newest[f"{side}_roc_auc"])
+        )
+    columns[2].metric(
+        "Difference (challenger − production)",
+        _number(newest["roc_auc_difference"], "+.3f"),
+        delta=f"p = {_number(newest['p_value'], '.3f')}",
+        delta_color="off",
+        help="DeLong's test on the same customers: p < 0.05 means the difference is significant",
+    )
+    st.markdown(
+        f"**{newest['verdict']}** · 95 % interval of the difference "
+        f"[{_number(newest['ci_low'], '+.3f')}, {_number(newest['ci_high'], '+.3f')}] · "
+        f"{newest['labelled_rows']:,} labelled customers, {newest['positives']:,} subscribers "
+        f"({newest['source']})"
+    )
+    auc = _auc_per_period(comparisons)
+    if not auc.empty:
+        st.altair_chart(
+            alt.Chart(auc)
+            .mark_line(point=True)
+            .encode(
+                x=alt.X("period_start:T", title="period start"),
+                y=alt.Y("roc_auc:Q", title="ROC AUC", scale=alt.Scale(zero=False)),
+                color=alt.Color("version:N", title=None),
+                tooltip=[
+                    "period",
+                    "version",
+                    alt.Tooltip("roc_auc:Q", format=".3f"),
+                    alt.Tooltip("p_value:Q", format=".3f", title="p-value"),
+                    "verdict",
+                ],
+            )
+            .properties(title="ROC AUC per period (same customers)"),
+            width="stretch",
+        )
+    st.dataframe(
+        comparisons_table(comparisons),
+        hide_index=True,
+        column_config={
+            "ROC AUC difference": st.column_config.NumberColumn(format="%+.4f"),
+            "p-value": st.column_config.NumberColumn(format="%.4f"),
+            "PR AUC lift": st.column_config.NumberColumn(format="percent"),
+            "challenger served share": st.column_config.NumberColumn(format="percent"),
+        },
+    )
