@@ -184,6 +184,8 @@ def test_a_challenger_is_set_beside_production_then_withdrawn_or_promoted_throug
     candidate = challenged["candidate"]
     assert challenged["action"] == "challenge" and "set as challenger" in challenged["reason"]
     assert aliases(settings)["challenger"] == candidate and aliases(settings)["production"] == dummy
+    card = MlflowClient(settings.tracking_uri).get_model_version(settings.model_name, candidate).description
+    assert "## Fairness by segment" in card  # the challenger's card, before it serves anyone
     shown = manage_challenger(settings, ChallengerOptions(action="show"))
     assert shown == {"challenger": candidate, "production": dummy, "comparisons": [], "chart": None}
     with pytest.raises(DataError, match=f"no comparison of production v{dummy} and challenger v{candidate}"):

@@ -17,6 +17,7 @@ from bankmarketing.database import (
     monitoring_challenger,
     monitoring_column_drift,
     monitoring_drift,
+    monitoring_fairness,
     monitoring_performance,
 )
 from bankmarketing.registry import load_scorer
@@ -82,6 +83,11 @@ def test_the_challenger_is_compared_with_production_on_every_period(monitored, s
         # production's side is the same customers and scores as its own live performance
         assert row["production_roc_auc"] == pytest.approx(performance[period]["roc_auc"], abs=1e-12)
         assert row["ci_low"] <= row["roc_auc_difference"] <= row["ci_high"] and 0 <= row["p_value"] <= 1
+    # the challenger's fairness on the same customers, beside production's
+    fairness = _rows(monitored, monitoring_fairness)
+    for version in (versions["production"], versions["other"]):
+        periods = {r["period"] for r in fairness if r["model_version"] == int(version)}
+        assert periods == set(MONITORED_PERIODS), version
     # the stored comparison is the comparison of the two versions' own scores
     registry = MlflowClient(monitored.tracking_uri)
     sides = []

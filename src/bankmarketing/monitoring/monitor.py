@@ -145,6 +145,7 @@ class Comparison:
     source: str
     production_version: int
     challenger_version: int
+    features: pd.DataFrame  # the customers
     target: np.ndarray  # 1/0 where the outcome is known, NaN elsewhere
     production: np.ndarray
     challenger: np.ndarray
@@ -164,6 +165,7 @@ def batch_comparisons(
             "batch",
             period.version,
             int(challenger.version),
+            period.frame[list(FEATURES)],
             period.frame[TARGET].to_numpy(dtype=float),
             period.frame[PREDICTION].to_numpy(),
             scorer.score_frame(period.frame[list(FEATURES)]),
@@ -264,6 +266,7 @@ def log_comparisons(logged: pd.DataFrame, granularity: str) -> list[Comparison]:
                 "log",
                 int(production),
                 int(challenger),
+                pd.DataFrame.from_records(part["features"].tolist(), columns=list(FEATURES)),
                 part[TARGET].to_numpy(),
                 part["production"].to_numpy(),
                 part["challenger"].to_numpy(),
@@ -387,9 +390,17 @@ def store(
 
 
 def store_comparison(
-    settings: Settings, model_name: str, comparison: Comparison, thresholds: dict[int, float]
+    settings: Settings,
+    model_name: str,
+    comparison: Comparison,
+    thresholds: dict[int, float],
+    challenger_fairness: bool,
 ) -> dict:
-    """Compare the two versions on the period's labelled customers; upsert the row."""
+    """Compare the two versions on the period's labelled customers; upsert the row.
+
+    With `challenger_fairness` (the challenger answered for none of the period's customers:
+    batches, shadow mode), its fairness rows on the same customers are stored as well.
+    """
     known = ~np.isnan(comparison.target)
     measured = compare_versions(
         comparison.target[known],
@@ -413,10 +424,22 @@ def store_comparison(
         "challenger_served_share": comparison.served_share,
         **measured,
     }
+    scored = comparison.features.assign(**{PREDICTION: comparison.challenger, TARGET: comparison.target})
+    version = comparison.challenger_version
+    fairness = [
+        {"period_start": comparison.start, "period_end": comparison.end, "computed_at": row["computed_at"]}
+        | r
+        for r in (labelled_fairness(scored, thresholds[version]) if challenger_fairness else [])
+    ]
+
+    def write(connection: sa.Connection) -> None:
+        _upsert(connection, monitoring_challenger, key, [row])
+        if challenger_fairness:
+            fairness_key = {"model_name": model_name, "model_version": version, "period": comparison.name}
+            _upsert(connection, monitoring_fairness, fairness_key, fairness)
+
     _transaction(
-        settings.platform_database_url,
-        lambda connection: _upsert(connection, monitoring_challenger, key, [row]),
-        f"the challenger comparison of period {comparison.name}",
+        settings.platform_database_url, write, f"the challenger comparison of period {comparison.name}"
     )
     summary = key | row
     return {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in summary.items()}
@@ -491,13 +514,17 @@ def monitor(settings: Settings, options: MonitorOptions, run_label: str) -> dict
             metrics.prediction_drift_score,
         )
     thresholds: dict[int, float] = {}
+    measured = {(period.version, period.name) for period in periods}  # the versions' own periods
     compared = []
     for comparison in comparisons:
         for number in (comparison.production_version, comparison.challenger_version):
             if number not in thresholds:
                 version = client.get_model_version(settings.model_name, str(number))
                 thresholds[number] = float(version.tags["threshold"])
-        compared.append(store_comparison(settings, settings.model_name, comparison, thresholds))
+        own_period = (comparison.challenger_version, comparison.name) in measured
+        compared.append(
+            store_comparison(settings, settings.model_name, comparison, thresholds, not own_period)
+        )
         log.info(
             "%s v%s vs challenger v%s %s: %s",
             settings.model_name,
