@@ -35,7 +35,7 @@ pytestmark = pytest.mark.integration
 BUDGET = {"/predict": 650, "/predict/batch": 400, "/outcomes": 150}
 OTHER_EXAMPLES = 25
 MIN_CASES = 2_000
-FIELD_ROOTS = {"customer", "customers", "explain", "outcomes", "body"}
+FIELD_ROOTS = {"customer", "customers", "customer_id", "customer_ids", "explain", "outcomes", "body"}
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +107,10 @@ def test_generated_cases_from_the_openapi_document(app, capsys):
                 if mode == GenerationMode.POSITIVE:  # the document's rule: each request id once
                     unique = {o["request_id"]: o for o in reversed(case.body["outcomes"])}
                     case.body["outcomes"] = list(reversed(unique.values()))
+            batch = case.body if operation.path == "/predict/batch" and isinstance(case.body, dict) else {}
+            if mode == GenerationMode.POSITIVE and batch.get("customer_ids") is not None:
+                # the document's rule: one id per customer
+                batch["customer_ids"] = [f"customer-{i}" for i in range(len(batch["customers"]))]
             response = case.call()
             statuses[response.status_code] += 1
             per_operation[key] += 1

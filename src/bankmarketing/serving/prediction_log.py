@@ -32,6 +32,9 @@ _SUFFIX = ".jsonl"
 #: How often a worker looks for folders of workers that died with rows spilled.
 _ADOPT_EVERY_S = 60.0
 _COLUMNS = {c.name for c in prediction_log.columns} - {"id"}
+#: Columns a spilled row may lack (rows spilled before they existed, or by a predictor without
+#: a challenger): written as NULL.
+_OPTIONAL = {"arm", "shadow_version", "shadow_score"}
 
 
 def _insert(dialect: str):
@@ -271,6 +274,7 @@ class PredictionLog:
                 try:
                     row = json.loads(line)
                     row["at"] = dt.datetime.fromisoformat(row["at"])
+                    row = dict.fromkeys(_OPTIONAL - row.keys()) | row
                     if row.keys() != _COLUMNS:
                         raise KeyError(sorted(row.keys() ^ _COLUMNS))
                 except (ValueError, KeyError, TypeError):  # a line torn by a crash mid-write
