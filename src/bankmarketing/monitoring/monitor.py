@@ -424,18 +424,17 @@ def store_comparison(
         "challenger_served_share": comparison.served_share,
         **measured,
     }
-    scored = comparison.features.assign(**{PREDICTION: comparison.challenger, TARGET: comparison.target})
-    version = comparison.challenger_version
-    fairness = [
-        {"period_start": comparison.start, "period_end": comparison.end, "computed_at": row["computed_at"]}
-        | r
-        for r in (labelled_fairness(scored, thresholds[version]) if challenger_fairness else [])
-    ]
+    fairness_key, fairness = None, []
+    if challenger_fairness:
+        version = comparison.challenger_version
+        fairness_key = {"model_name": model_name, "model_version": version, "period": comparison.name}
+        scored = comparison.features.assign(**{PREDICTION: comparison.challenger, TARGET: comparison.target})
+        common = {k: row[k] for k in ("period_start", "period_end", "computed_at")}
+        fairness = [common | r for r in labelled_fairness(scored, thresholds[version])]
 
     def write(connection: sa.Connection) -> None:
         _upsert(connection, monitoring_challenger, key, [row])
-        if challenger_fairness:
-            fairness_key = {"model_name": model_name, "model_version": version, "period": comparison.name}
+        if fairness_key:
             _upsert(connection, monitoring_fairness, fairness_key, fairness)
 
     _transaction(

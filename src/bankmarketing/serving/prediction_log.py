@@ -32,9 +32,9 @@ _SUFFIX = ".jsonl"
 #: How often a worker looks for folders of workers that died with rows spilled.
 _ADOPT_EVERY_S = 60.0
 _COLUMNS = {c.name for c in prediction_log.columns} - {"id"}
-#: Columns a spilled row may lack (rows spilled before they existed, or by a predictor without
-#: a challenger): written as NULL.
-_OPTIONAL = {"arm", "shadow_version", "shadow_score"}
+#: Columns a spilled row may lack (spilled before a migration added them): the nullable ones,
+#: written as NULL. `log_key` never: the writer keys every row before it spills it.
+_OPTIONAL = {c.name for c in prediction_log.columns if c.nullable} - {"log_key"}
 
 
 def _insert(dialect: str):

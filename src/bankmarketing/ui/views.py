@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import altair as alt
@@ -46,6 +47,15 @@ def show_error(exc: Exception) -> None:
         st.error("Some rows cannot be sent:\n\n" + _bullets([str(p) for p in exc.problems] + more))
     else:
         st.error(str(exc))
+
+
+def answer_of(call: Callable[[], dict]) -> dict | None:
+    """The predictor's answer, or None after showing why there is none."""
+    try:
+        return call()
+    except PredictorError as exc:
+        show_error(exc)
+        return None
 
 
 def _bullets(lines: list[str]) -> str:
@@ -120,10 +130,8 @@ def score_customer_page(client: PredictorClient) -> None:
         st.warning("pdays = -1 means never contacted before, so previous should be 0.")
     if not submitted:
         return
-    try:
-        answer = client.predict(customer, explain=explain)
-    except PredictorError as exc:
-        show_error(exc)
+    answer = answer_of(lambda: client.predict(customer, explain=explain))
+    if answer is None:
         return
     left, middle, right = st.columns(3)
     left.metric("Probability of subscribing", _percent(answer["probability"]))
@@ -345,10 +353,8 @@ def _gains_chart(gains: pd.DataFrame, share_called: float) -> alt.LayerChart:
 
 def explanation_page(client: PredictorClient) -> None:
     st.header("What drives the score")
-    try:
-        model = client.model()
-    except PredictorError as exc:
-        show_error(exc)
+    model = answer_of(client.model)
+    if model is None:
         return
     explanation = model.get("explanation")
     if not explanation:
@@ -487,10 +493,8 @@ def comparisons_table(comparisons: pd.DataFrame) -> pd.DataFrame:
 
 def challenger_page(client: PredictorClient) -> None:
     st.header("Challenger vs production")
-    try:
-        info = client.challenger()
-    except PredictorError as exc:
-        show_error(exc)
+    info = answer_of(client.challenger)
+    if info is None:
         return
     challenger_setup(info)
     if info.get("comparisons_error"):
