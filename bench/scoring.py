@@ -32,7 +32,7 @@ from bankmarketing.data.schema import FEATURES
 from bankmarketing.data.validation import validate
 from bankmarketing.scoring import Scorer
 from bankmarketing.training.candidates import CANDIDATES, REFERENCE_XGBOOST_PARAMS
-from bankmarketing.training.train import TrainOptions, calibrated, xy
+from bankmarketing.training.train import TrainOptions, fit_calibrated, xy
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared/data/bank-marketing/bank-marketing.csv"
@@ -79,7 +79,7 @@ def main() -> None:
         source = args.model_uri
     else:
         started = time.perf_counter()
-        pipeline = calibrated(CANDIDATES["xgboost"], REFERENCE_XGBOOST_PARAMS, TrainOptions()).fit(*xy(frame))
+        pipeline = fit_calibrated(CANDIDATES["xgboost"], REFERENCE_XGBOOST_PARAMS, TrainOptions(), *xy(frame))
         source = (
             f"xgboost {REFERENCE_XGBOOST_PARAMS['n_estimators']} trees + isotonic, trained in "
             f"{time.perf_counter() - started:.1f} s on {len(frame):,} rows"

@@ -8,14 +8,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import xgboost
+from scipy.special import logit
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.naive_bayes import GaussianNB
+from sklearn.neural_network import MLPClassifier
 
-from bankmarketing import scoring
 from bankmarketing.data.loading import read_raw
 from bankmarketing.data.schema import FEATURES
 from bankmarketing.data.validation import validate
-from bankmarketing.scoring import ExplanationUnavailable, Scorer
+from bankmarketing.scoring import BACKGROUND_ATTRIBUTE, ExplanationUnavailable, Scorer, layout, trees
+from bankmarketing.scoring.errors import Unsupported
+from bankmarketing.scoring.shapley import permutation_shapley
 from bankmarketing.training.candidates import CANDIDATES
-from bankmarketing.training.train import TrainOptions, calibrated, xy
+from bankmarketing.training.train import TrainOptions, fit_calibrated, xy
 
 PARAMS = {
     "xgboost": {
@@ -28,16 +33,37 @@ PARAMS = {
     },
     "logistic_regression": {"C": 0.5, "class_weight": None},
     "random_forest": {
-        "n_estimators": 20,
-        "max_depth": 6,
+        "n_estimators": 40,
+        "max_depth": 10,
         "min_samples_leaf": 5,
         "max_features": "sqrt",
         "class_weight": None,
     },
+    "hist_gradient_boosting": {
+        "learning_rate": 0.1,
+        "max_leaf_nodes": 31,
+        "min_samples_leaf": 20,
+        "l2_regularization": 1.0,
+        "class_weight": None,
+    },
+    "mlp": {"hidden_layer_sizes": "32", "alpha": 1e-3, "learning_rate_init": 1e-3},
+    "svc": {"C": 1.0, "gamma": 0.05, "class_weight": "balanced", "max_rows": 1500},
 }
-FAST = [
-    (name, method, None) for name in ("xgboost", "logistic_regression") for method in ("isotonic", "sigmoid")
-]
+assert set(PARAMS) == set(CANDIDATES)  # every kind `train` can register is tested
+#: Largest |fast path - pipeline| allowed per kind, calibration included. The tree kinds and
+#: XGBoost are bit for bit (the forest with one thread: with several, scikit-learn adds its trees
+#: in varying order); the others multiply matrices through BLAS in another order (measured
+#: here: at most ~1e-15 before calibration).
+TOLERANCE = {
+    "xgboost": 0.0,
+    "hist_gradient_boosting": 0.0,
+    "random_forest": 0.0,
+    "logistic_regression": 1e-12,
+    "mlp": 1e-12,
+    "svc": 1e-12,
+}
+FAST = [(name, "isotonic", None) for name in CANDIDATES]
+FAST += [(name, "sigmoid", None) for name in ("xgboost", "logistic_regression", "hist_gradient_boosting")]
 FAST += [("xgboost", "isotonic", True), ("logistic_regression", "sigmoid", False)]  # rescaled
 
 
@@ -61,8 +87,12 @@ def pipelines(frame):
             candidate, rows = CANDIDATES[name], len(y)
             if scale is not None:
                 candidate, rows = replace(candidate, scale_numeric=scale), 2000
-            model = calibrated(candidate, PARAMS[name], TrainOptions(calibration=method))
-            trained[name, method, scale] = model.fit(X.head(rows), y[:rows])
+            model = fit_calibrated(
+                candidate, PARAMS[name], TrainOptions(calibration=method), X.head(rows), y[:rows]
+            )
+            if name == "random_forest":  # one thread: the trees add up in one order
+                model.named_steps["model"].calibrated_classifiers_[0].estimator.n_jobs = 1
+            trained[name, method, scale] = model
         return trained[name, method, scale]
 
     return get
@@ -81,24 +111,28 @@ def test_fast_path_equals_the_pipeline_on_every_row(pipelines, frame, records, n
     expected = pipeline.predict_proba(frame)[:, 1]
     from_records, from_frame = scorer.score_records(records), scorer.score_frame(frame)
     assert from_records.shape == from_frame.shape == (len(frame),) == (45_211,)
-    assert np.max(np.abs(from_records - expected)) <= 1e-9
-    assert np.max(np.abs(from_frame - expected)) <= 1e-9
+    assert np.max(np.abs(from_records - expected)) <= TOLERANCE[name]
+    assert np.max(np.abs(from_frame - expected)) <= TOLERANCE[name]
+    singles = np.concatenate([scorer.score_records(records[i : i + 1]) for i in range(0, len(records), 7)])
+    assert np.max(np.abs(singles - expected[::7])) <= TOLERANCE[name]
 
 
-def test_other_models_fall_back_to_exactly_the_pipeline(pipelines, frame, records):
-    pipeline = pipelines("random_forest")
-    # One thread: a multi-threaded forest sums its trees in varying order (~1e-14 apart).
-    pipeline.named_steps["model"].calibrated_classifiers_[0].estimator.n_jobs = 1
+def test_an_unknown_kind_falls_back_to_exactly_the_pipeline_and_cannot_explain(frame, records):
+    X, y = xy(frame.head(3000))
+    naive_bayes = replace(CANDIDATES["logistic_regression"], make=lambda params, seed: GaussianNB())
+    pipeline = fit_calibrated(naive_bayes, {}, TrainOptions(), X, y)
     scorer = Scorer.from_pipeline(pipeline)
-    assert (scorer.fast, scorer.kind) == (False, "pipeline")
-    assert "RandomForestClassifier" in scorer.fallback_reason
-    rows = frame.head(3000)
-    expected = pipeline.predict_proba(rows)[:, 1]
+    assert (scorer.fast, scorer.kind, scorer.explanation_method) == (False, "pipeline", None)
+    assert "GaussianNB" in scorer.fallback_reason
+    expected = pipeline.predict_proba(frame.head(3000))[:, 1]
     np.testing.assert_array_equal(scorer.score_records(records[:3000]), expected)
-    np.testing.assert_array_equal(scorer.score_frame(rows), expected)
+    np.testing.assert_array_equal(scorer.score_frame(frame.head(3000)), expected)
+    with pytest.raises(ExplanationUnavailable, match="'pipeline'.*GaussianNB"):
+        scorer.explain(records[:1])
+    assert issubclass(ExplanationUnavailable, ValueError)
 
 
-@pytest.mark.parametrize("name", ["xgboost", "logistic_regression"])
+@pytest.mark.parametrize("name", list(CANDIDATES))
 def test_unknown_categories_extra_keys_and_key_order(pipelines, records, name):
     pipeline = pipelines(name)
     scorer = Scorer.from_pipeline(pipeline)
@@ -109,8 +143,8 @@ def test_unknown_categories_extra_keys_and_key_order(pipelines, records, name):
     for record in changed[::3]:
         record["job"], record["poutcome"] = "astronaut", "postponed"  # unseen: all-zero one-hot
     expected = pipeline.predict_proba(pd.DataFrame(changed))[:, 1]
-    assert np.max(np.abs(scorer.score_records(changed) - expected)) <= 1e-9
-    assert np.max(np.abs(scorer.score_frame(pd.DataFrame(changed)) - expected)) <= 1e-9
+    assert np.max(np.abs(scorer.score_records(changed) - expected)) <= TOLERANCE[name]
+    assert np.max(np.abs(scorer.score_frame(pd.DataFrame(changed)) - expected)) <= TOLERANCE[name]
 
 
 def test_missing_field_names_the_field_and_empty_input_scores_nothing(pipelines, records):
@@ -122,30 +156,87 @@ def test_missing_field_names_the_field_and_empty_input_scores_nothing(pipelines,
 
 def test_compiler_falls_back_when_its_self_check_disagrees(pipelines, monkeypatch):
     wrong = (("month", "day_of_week"), lambda columns: np.zeros(len(columns["month"])))
-    monkeypatch.setitem(scoring.ENGINEERED, "day_of_year", wrong)
+    monkeypatch.setitem(layout.ENGINEERED, "day_of_year", wrong)
     scorer = Scorer.from_pipeline(pipelines("xgboost"))
     assert not scorer.fast and "self-check" in scorer.fallback_reason
 
 
-@pytest.mark.parametrize("name", ["xgboost", "logistic_regression"])
+def _library_margin(pipeline, records) -> np.ndarray:
+    """The fitted estimator's own output that explanations decompose, from the pipeline's matrix."""
+    estimator = pipeline.named_steps["model"].calibrated_classifiers_[0].estimator
+    X = pipeline.named_steps["features"].transform(pd.DataFrame(records))
+    if isinstance(estimator, xgboost.XGBClassifier):
+        return estimator.predict(X, output_margin=True)
+    if isinstance(estimator, RandomForestClassifier):
+        return estimator.predict_proba(X)[:, 1]
+    if isinstance(estimator, MLPClassifier):
+        return logit(estimator.predict_proba(X)[:, 1])
+    return estimator.decision_function(X)
+
+
+#: How closely contributions + bias add up to the margin: TreeSHAP runs on float32 trees.
+ADDITIVITY = {"xgboost": 1e-5, "hist_gradient_boosting": 1e-5, "random_forest": 1e-6}
+
+
+@pytest.mark.parametrize("name", list(CANDIDATES))
 def test_explanations_add_up_to_the_margin(pipelines, records, name):
     pipeline = pipelines(name)
     scorer = Scorer.from_pipeline(pipeline)
-    sample = records[:2000]
+    sample = records[:300] if name in ("mlp", "svc") else records[:3000]
     explanations = scorer.explain(sample)
     margin = scorer.margin(sample)
     assert all(set(e) == {*FEATURES, "bias"} for e in explanations)
-    assert np.max(np.abs([sum(e.values()) for e in explanations] - margin)) <= 1e-6
-
-    estimator = pipeline.named_steps["model"].calibrated_classifiers_[0].estimator
-    X = pipeline.named_steps["features"].transform(pd.DataFrame(sample))
+    assert np.max(np.abs(margin - _library_margin(pipeline, sample))) <= 1e-6
+    totals = np.array([sum(e.values()) for e in explanations])
+    assert np.max(np.abs(totals - margin)) <= ADDITIVITY.get(name, 1e-9)
+    biases = {e["bias"] for e in explanations}
+    assert (
+        len(biases) == 1
+    )  # one base value: the trees' expected output, the intercept, the background's mean
     if name == "xgboost":
-        expected_margin = estimator.predict(X, output_margin=True)
-        model_bias = estimator.get_booster().predict(xgboost.DMatrix(X), pred_contribs=True)[:, -1]
-    else:
-        expected_margin, model_bias = estimator.decision_function(X), estimator.intercept_[0]
-    assert np.max(np.abs(margin - expected_margin)) <= 1e-6
-    assert np.max(np.abs([e["bias"] for e in explanations] - model_bias)) <= 1e-5
+        X = pipeline.named_steps["features"].transform(pd.DataFrame(sample[:1]))
+        booster = pipeline.named_steps["model"].calibrated_classifiers_[0].estimator.get_booster()
+        assert biases.pop() == pytest.approx(booster.predict(xgboost.DMatrix(X), pred_contribs=True)[0, -1])
+    assert np.mean([abs(e["poutcome"]) for e in explanations]) > 0  # the strongest field moves the score
+
+
+def test_shapley_estimate_is_exact_for_a_linear_model(pipelines, records):
+    """For a model linear in the matrix, every order gives each field its exact Shapley value:
+    coefficient x (value - the background's mean) summed over the field's columns."""
+    pipeline = pipelines("logistic_regression")
+    scorer = Scorer.from_pipeline(pipeline)
+    background = getattr(pipeline, BACKGROUND_ATTRIBUTE)
+    columns = {f: [r[f] for r in records[:20]] for f in scorer.layout.fields}
+    raw, bias = permutation_shapley(scorer._margin_of, columns, scorer.background, scorer.layout.fields)
+    features = pipeline.named_steps["features"]
+    coef = pipeline.named_steps["model"].calibrated_classifiers_[0].estimator.coef_[0]
+    centred = features.transform(pd.DataFrame(records[:20])) - features.transform(background).mean(axis=0)
+    exact = (centred * coef) @ scorer.layout.attribution
+    np.testing.assert_allclose(raw, exact, atol=1e-9)
+    np.testing.assert_allclose(bias, scorer._margin_of(scorer.background, len(background)).mean(), atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["mlp", "svc"])
+def test_shapley_estimate_is_close_to_many_orders(pipelines, records, name):
+    """The default 8 orders against 256 on the same background: the documented error."""
+    scorer = Scorer.from_pipeline(pipelines(name))
+    columns = {f: [r[f] for r in records[:30]] for f in scorer.layout.fields}
+    args = (scorer._margin_of, columns, scorer.background, scorer.layout.fields)
+    estimate, _ = permutation_shapley(*args)
+    reference, _ = permutation_shapley(*args, permutations=256, seed=1)
+    error = np.abs(estimate - reference).mean() / np.abs(reference).mean()
+    assert error <= 0.25, error
+
+
+def test_versions_without_background_customers_cannot_be_explained_by_sampling(pipelines, records):
+    pipeline = pipelines("mlp")
+    compiled = Scorer.from_pipeline(pipeline)
+    scorer = Scorer(pipeline, compiled.layout, compiled.classifier)
+    scorer.background = None  # as a version trained before background customers were kept
+    assert compiled.explanation_method.startswith("permutation Shapley") and scorer.explanation_method is None
+    with pytest.raises(ExplanationUnavailable, match="without background customers"):
+        scorer.explain(records[:1])
+    assert scorer.score_records(records[:5]).shape == (5,)  # it still scores
 
 
 def test_logistic_regression_contributions_are_coefficient_times_value(pipelines, records):
@@ -161,13 +252,6 @@ def test_logistic_regression_contributions_are_coefficient_times_value(pipelines
     assert explanation["day_of_week"] == pytest.approx(share["day_of_week"] + share["day_of_year"] / 2)
 
 
-def test_fallback_kinds_cannot_explain(pipelines, records):
-    scorer = Scorer.from_pipeline(pipelines("random_forest"))
-    with pytest.raises(ExplanationUnavailable, match="'pipeline'.*RandomForestClassifier"):
-        scorer.explain(records[:1])
-    assert issubclass(ExplanationUnavailable, ValueError)
-
-
 def _booster_and_matrix(pipeline, frame):
     estimator = pipeline.named_steps["model"].calibrated_classifiers_[0].estimator
     scorer = Scorer.from_pipeline(pipeline)
@@ -180,29 +264,37 @@ def test_tree_walk_is_the_booster_bit_for_bit_on_every_row(pipelines, frame, met
     estimator, X = _booster_and_matrix(pipelines("xgboost", method), frame)
     X[::7, -1] = np.nan  # day_of_year missing (an unknown month): the default directions
     booster = estimator.get_booster()
-    walk = scoring.TreeWalk.compile(booster, (0, 0), estimator.missing)
+    walk = trees.xgboost_forest(booster, (0, 0), estimator.missing)
     assert walk.depth == 4 and walk.trees == PARAMS["xgboost"]["n_estimators"]
-    for predict_type, ours in (("margin", walk.margin), ("value", walk.value)):
+    value = lambda X: trees.xgboost_sigmoid(walk.margin(X))  # noqa: E731
+    for predict_type, ours in (("margin", walk.margin), ("value", value)):
         expected = booster.inplace_predict(X, predict_type=predict_type)
         np.testing.assert_array_equal(ours(X), expected)
         np.testing.assert_array_equal(ours(X[:1]), expected[:1])
 
 
-def test_small_batches_are_walked_and_equal_the_pipeline(pipelines, frame, records, monkeypatch):
-    pipeline = pipelines("xgboost")
+LIBRARY_PREDICT = {
+    "xgboost": (xgboost.Booster, "inplace_predict"),
+    "hist_gradient_boosting": (HistGradientBoostingClassifier, "decision_function"),
+    "random_forest": (RandomForestClassifier, "predict_proba"),
+}
+
+
+@pytest.mark.parametrize("name", list(LIBRARY_PREDICT))
+def test_small_batches_are_walked_and_equal_the_pipeline(pipelines, frame, records, monkeypatch, name):
+    pipeline = pipelines(name)
     scorer = Scorer.from_pipeline(pipeline)
     expected = pipeline.predict_proba(frame)[:, 1]
     calls = []
-    original = xgboost.Booster.inplace_predict
-    monkeypatch.setattr(
-        xgboost.Booster, "inplace_predict", lambda self, *a, **k: calls.append(1) or original(self, *a, **k)
-    )
+    owner, method = LIBRARY_PREDICT[name]
+    original = getattr(owner, method)
+    monkeypatch.setattr(owner, method, lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
     singles = np.concatenate([scorer.score_records(records[i : i + 1]) for i in range(0, len(records), 3)])
-    small = np.concatenate([scorer.score_records(records[i : i + 20]) for i in range(0, len(records), 20)])
-    assert calls == []  # one row and 20 rows never reach the booster
+    small = np.concatenate([scorer.score_records(records[i : i + 2]) for i in range(0, len(records), 2)])
+    assert calls == []  # one row and two rows never reach the library
     np.testing.assert_array_equal(singles, expected[::3])
     np.testing.assert_array_equal(small, expected)
-    scorer.score_records(records[:5000])
+    np.testing.assert_array_equal(scorer.score_records(records[:5000]), expected[:5000])
     assert calls  # a large batch does
 
 
@@ -215,28 +307,49 @@ def test_tree_walk_with_missing_values_and_early_stopping(missing):
     model = xgboost.XGBClassifier(
         n_estimators=80, max_depth=5, learning_rate=0.3, missing=missing, early_stopping_rounds=5
     ).fit(X[:2000], y[:2000], eval_set=[(X[2000:], y[2000:])], verbose=False)
-    trees = (0, model.best_iteration + 1)
-    assert trees[1] < 80  # stopped early: the walk must use only the first trees
-    walk = scoring.TreeWalk.compile(model.get_booster(), trees, model.missing)
+    iterations = (0, model.best_iteration + 1)
+    assert iterations[1] < 80  # stopped early: the walk must use only the first trees
+    walk = trees.xgboost_forest(model.get_booster(), iterations, model.missing)
     booster = model.get_booster()
-    for predict_type, ours in (("margin", walk.margin), ("value", walk.value)):
+    value = lambda X: trees.xgboost_sigmoid(walk.margin(X))  # noqa: E731
+    for predict_type, ours in (("margin", walk.margin), ("value", value)):
         expected = booster.inplace_predict(
-            X, iteration_range=trees, predict_type=predict_type, missing=missing
+            X, iteration_range=iterations, predict_type=predict_type, missing=missing
         )
         np.testing.assert_array_equal(ours(X), expected)
 
 
 def test_a_walk_that_differs_from_the_booster_is_not_used(pipelines, frame, records, monkeypatch):
-    monkeypatch.setattr(scoring, "_expf", lambda: lambda x: float(np.exp(np.float32(x))))  # numpy's rounding
-    with pytest.raises(scoring.Unsupported, match="differ"):
+    monkeypatch.setattr(trees, "_expf", lambda: lambda x: float(np.exp(np.float32(x))))  # numpy's rounding
+    with pytest.raises(Unsupported, match="differ"):
         estimator, _ = _booster_and_matrix(pipelines("xgboost"), frame.head(10))
-        scoring.TreeWalk.compile(estimator.get_booster(), (0, 0), estimator.missing)
+        trees.xgboost_forest(estimator.get_booster(), (0, 0), estimator.missing)
     pipeline = pipelines("xgboost")
     scorer = Scorer.from_pipeline(pipeline)  # still the fast path, through the booster
     assert scorer.fast
     np.testing.assert_array_equal(
         [scorer.score_records([r])[0] for r in records[:200]], pipeline.predict_proba(frame.head(200))[:, 1]
     )
+
+
+def test_hist_gradient_boosting_walk_sends_missing_values_its_way():
+    """Trained with missing values, so nodes send them both ways; the walk is decision_function."""
+    rng = np.random.default_rng(5)
+    X = rng.integers(0, 30, size=(4000, 5)).astype(float)
+    y = (X[:, 0] + X[:, 1] + rng.normal(0, 5, len(X)) > 30).astype(int)
+    X[rng.random(X.shape) < 0.2] = np.nan
+    model = HistGradientBoostingClassifier(max_iter=60, random_state=0).fit(X, y)
+    fitted = trees.hist_gradient_boosting_trees(model)
+    assert any(t.default_right.any() for t in fitted) and any(
+        (~t.default_right & (t.left != -1)).any() for t in fitted
+    )
+    base = float(model._baseline_prediction.ravel()[0])
+    walk = trees.Forest.build(fitted, base, 5, np.float64, read_as=np.float64, right_on_equal=False)
+    np.testing.assert_array_equal(walk.margin(X), model.decision_function(X))
+    np.testing.assert_array_equal(walk.margin(X[:1]), model.decision_function(X[:1]))
+    booster = trees.shap_booster(fitted, base, 1.0, 5)  # the same trees for TreeSHAP
+    contributions = booster.predict(xgboost.DMatrix(X), pred_contribs=True)
+    assert np.max(np.abs(contributions.sum(axis=1) - model.decision_function(X))) <= 1e-5
 
 
 def test_categorical_columns_score_as_their_values(pipelines, frame):

@@ -8,7 +8,7 @@ from sklearn.metrics import average_precision_score
 
 from bankmarketing.data.prepare import PrepareOptions, prepare, read_split
 from bankmarketing.training.candidates import CANDIDATES, REFERENCE_XGBOOST_PARAMS
-from bankmarketing.training.train import TrainOptions, calibrated, xy
+from bankmarketing.training.train import TrainOptions, fit_calibrated, xy
 from tests.conftest import settings_for
 
 
@@ -17,7 +17,7 @@ def trained(tmp_path_factory, data_csv):
     settings = settings_for(tmp_path_factory.mktemp("trained"), data_csv)
     manifest = prepare(settings, PrepareOptions())
     X, y = xy(read_split(manifest, "train"))
-    model = calibrated(CANDIDATES["xgboost"], REFERENCE_XGBOOST_PARAMS, TrainOptions()).fit(X, y)
+    model = fit_calibrated(CANDIDATES["xgboost"], REFERENCE_XGBOOST_PARAMS, TrainOptions(), X, y)
     return model, read_split(manifest, "test")
 
 

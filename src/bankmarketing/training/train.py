@@ -26,6 +26,8 @@ from bankmarketing.data.schema import FEATURES, TARGET
 from bankmarketing.monitoring.reference import log_reference, reference_frame
 from bankmarketing.options import StageOptions, only_known
 from bankmarketing.registry import register_candidate, require_tracking_server
+from bankmarketing.scoring import BACKGROUND_ATTRIBUTE
+from bankmarketing.scoring.shapley import BACKGROUND_ROWS
 from bankmarketing.training import evaluation
 from bankmarketing.training.candidates import CANDIDATES, Candidate
 from bankmarketing.training.plots import evaluation_figures
@@ -93,6 +95,17 @@ def calibrated(candidate: Candidate, params: dict, options: TrainOptions) -> Pip
     return pipeline
 
 
+def fit_calibrated(
+    candidate: Candidate, params: dict, options: TrainOptions, X: pd.DataFrame, y: np.ndarray
+) -> Pipeline:
+    """The calibrated pipeline fitted on (X, y), keeping `BACKGROUND_ROWS` random rows of X as
+    the background customers its model-agnostic explanations compare against."""
+    model = calibrated(candidate, params, options).fit(X, y)
+    background = X.sample(min(BACKGROUND_ROWS, len(X)), random_state=options.seed).reset_index(drop=True)
+    setattr(model, BACKGROUND_ATTRIBUTE, background)
+    return model
+
+
 def _train_candidate(candidate, options, data, common_tags, settings) -> dict:
     (X_train, y_train), (X_val, y_val) = data["train"], data["validation"]
     started = time.monotonic()
@@ -106,7 +119,7 @@ def _train_candidate(candidate, options, data, common_tags, settings) -> dict:
             cv_folds=options.cv_folds,
             seed=options.seed,
         )
-        model = calibrated(candidate, found.params, options).fit(X_train, y_train)
+        model = fit_calibrated(candidate, found.params, options, X_train, y_train)
         proba = model.predict_proba(X_val)[:, 1]
         threshold = evaluation.choose_threshold(
             y_val,

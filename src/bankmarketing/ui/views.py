@@ -389,8 +389,12 @@ def explanation_page(client: PredictorClient) -> None:
             .encode(
                 x=alt.X("bin:N", sort=None, title=None),
                 y=alt.Y("mean_score:Q", title="mean score", axis=alt.Axis(format="%")),
-                tooltip=["bin", "rows", alt.Tooltip("mean_score:Q", format=".3f"),
-                         alt.Tooltip("mean_contribution:Q", format=".3f")],
+                tooltip=[
+                    "bin",
+                    "rows",
+                    alt.Tooltip("mean_score:Q", format=".3f"),
+                    alt.Tooltip("mean_contribution:Q", format=".3f"),
+                ],
             ),
             width="stretch",
         )
