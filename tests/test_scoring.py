@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 
 import numpy as np
@@ -53,14 +54,15 @@ assert set(PARAMS) == set(CANDIDATES)  # every kind `train` can register is test
 #: Largest |fast path - pipeline| allowed per kind, calibration included. The tree kinds and
 #: XGBoost are bit for bit (the forest with one thread: with several, scikit-learn adds its trees
 #: in varying order); the others multiply matrices through BLAS in another order (measured
-#: here: at most ~1e-15 before calibration).
+#: here: ~1e-14 for MLP; SVC up to 3e-10, as libsvm sums its kernel terms in another order and
+#: the isotonic step's slope magnifies the ~1e-13 difference).
 TOLERANCE = {
     "xgboost": 0.0,
     "hist_gradient_boosting": 0.0,
     "random_forest": 0.0,
     "logistic_regression": 1e-12,
     "mlp": 1e-12,
-    "svc": 1e-12,
+    "svc": 1e-9,
 }
 FAST = [(name, "isotonic", None) for name in CANDIDATES]
 FAST += [(name, "sigmoid", None) for name in ("xgboost", "logistic_regression", "hist_gradient_boosting")]
@@ -201,19 +203,22 @@ def test_explanations_add_up_to_the_margin(pipelines, records, name):
 
 
 def test_shapley_estimate_is_exact_for_a_linear_model(pipelines, records):
-    """For a model linear in the matrix, every order gives each field its exact Shapley value:
-    coefficient x (value - the background's mean) summed over the field's columns."""
+    """Logistic regression's margin is a sum of one term per field (day_of_year too is additive in
+    month and day), so every order gives each field its exact Shapley value: the mean change of
+    the margin when only that field takes the customer's value in the background customers."""
     pipeline = pipelines("logistic_regression")
     scorer = Scorer.from_pipeline(pipeline)
     background = getattr(pipeline, BACKGROUND_ATTRIBUTE)
+    estimator = pipeline.named_steps["model"].calibrated_classifiers_[0].estimator
+    features = pipeline.named_steps["features"]
+    base = estimator.decision_function(features.transform(background))
     columns = {f: [r[f] for r in records[:20]] for f in scorer.layout.fields}
     raw, bias = permutation_shapley(scorer._margin_of, columns, scorer.background, scorer.layout.fields)
-    features = pipeline.named_steps["features"]
-    coef = pipeline.named_steps["model"].calibrated_classifiers_[0].estimator.coef_[0]
-    centred = features.transform(pd.DataFrame(records[:20])) - features.transform(background).mean(axis=0)
-    exact = (centred * coef) @ scorer.layout.attribution
-    np.testing.assert_allclose(raw, exact, atol=1e-9)
-    np.testing.assert_allclose(bias, scorer._margin_of(scorer.background, len(background)).mean(), atol=1e-12)
+    for i, customer in enumerate(records[:20]):
+        for j, field in enumerate(scorer.layout.fields):
+            switched = features.transform(background.assign(**{field: customer[field]}))
+            assert raw[i, j] == pytest.approx((estimator.decision_function(switched) - base).mean(), abs=1e-9)
+    np.testing.assert_allclose(bias, base.mean(), atol=1e-12)
 
 
 @pytest.mark.parametrize("name", ["mlp", "svc"])
@@ -283,12 +288,20 @@ LIBRARY_PREDICT = {
 @pytest.mark.parametrize("name", list(LIBRARY_PREDICT))
 def test_small_batches_are_walked_and_equal_the_pipeline(pipelines, frame, records, monkeypatch, name):
     pipeline = pipelines(name)
-    scorer = Scorer.from_pipeline(pipeline)
     expected = pipeline.predict_proba(frame)[:, 1]
     calls = []
     owner, method = LIBRARY_PREDICT[name]
     original = getattr(owner, method)
-    monkeypatch.setattr(owner, method, lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+
+    @functools.wraps(original)  # the same __name__: scikit-learn reads it
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(owner, method, counting)
+    scorer = Scorer.from_pipeline(pipeline)
+    assert scorer.fast
+    calls.clear()  # the compiler's own checks
     singles = np.concatenate([scorer.score_records(records[i : i + 1]) for i in range(0, len(records), 3)])
     small = np.concatenate([scorer.score_records(records[i : i + 2]) for i in range(0, len(records), 2)])
     assert calls == []  # one row and two rows never reach the library

@@ -62,16 +62,17 @@ def calibration_table(y: np.ndarray, proba: np.ndarray, bins: int = 10) -> pd.Da
 
 def _explanation_section(explanation: dict | None) -> str:
     if explanation is None:
-        return "This model kind has no per-feature contributions."
+        return "This version has no per-feature contributions (its kind is not compiled by the scorer)."
     importance = pd.DataFrame(explanation["importance"][:10])
     dependence = [
         f"### {field}\n{_markdown(pd.DataFrame(rows))}" for field, rows in explanation["dependence"].items()
     ]
     return "\n\n".join(
         [
-            f"Mean absolute contribution to the log-odds per field over {explanation['rows']:,} test "
-            "customers (the model's own contributions), the ten largest; then the mean score and "
-            "the field's mean contribution by value.",
+            f"Mean absolute contribution to the {explanation.get('output', 'log-odds')} before "
+            f"calibration per field over {explanation['rows']:,} test customers "
+            f"({explanation.get('method', 'the model’s own contributions')}), the ten largest; then "
+            "the mean score and the field's mean contribution by value.",
             _markdown(importance),
             *dependence,
         ]

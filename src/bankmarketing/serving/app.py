@@ -23,18 +23,14 @@ from flask import Flask, Response, jsonify, request
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import ValidationError
 
-from bankmarketing.challenger import (
-    CHALLENGER,
-    CHALLENGER_MODES,
-    assigned_to_challenger,
-    stored_comparisons,
-)
+from bankmarketing.challenger import CHALLENGER, CHALLENGER_MODES, stored_comparisons
 from bankmarketing.config import ConfigurationError, Settings, check_credential
 from bankmarketing.monitoring.outcomes import repeated_request_ids, store_outcomes
 from bankmarketing.scoring import ExplanationUnavailable
-from bankmarketing.serving.model_holder import LoadedModel, ModelHolder
+from bankmarketing.serving.model_holder import ModelHolder
 from bankmarketing.serving.openapi import openapi_document
 from bankmarketing.serving.prediction_log import PredictionLog
+from bankmarketing.serving.predictor import NoModelLoaded, Predictor
 from bankmarketing.serving.schemas import (
     BatchRequest,
     OutcomesRequest,
@@ -228,11 +224,20 @@ def create_app(
             predictions.start()
             atexit.register(predictions.close)  # a stopping worker writes what it has queued
 
+    predictor = Predictor(
+        holder,
+        challengers,
+        predictions,
+        challenger_mode=config.challenger_mode,
+        challenger_share=config.challenger_share,
+        log_predictions=config.log_predictions,
+    )
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.extensions["bankmarketing"] = {
         "holder": holder,
         "challengers": challengers,
+        "predictor": predictor,
         "predictions": predictions,
         "stop": stop,
     }
@@ -268,75 +273,16 @@ def create_app(
         except ValidationError as exc:
             return None, json_error(422, "invalid request", validation_errors(exc))
 
-    def rival_of(model: LoadedModel) -> LoadedModel | None:
-        """The challenger to score beside `model`, if one is on, loaded and a different version."""
-        rival = challengers.current if challengers is not None else None
-        return rival if rival is not None and rival.version != model.version else None
-
     def score(records: list[dict], explain: bool, request_id: str, customer_ids: list[str] | None):
-        """Scores, decisions and contributions of the answering version(s); logs every row.
-
-        Returns the production model, the answering model per row (split mode only, else
-        None), probabilities, decisions and contributions.
-        """
-        model = holder.current  # one reference for the whole request: swaps never split it
-        if model is None:
+        """The predictor's answer, or the JSON failure (no model yet; explain not available)."""
+        try:
+            scored = predictor.score(records, explain, request_id, customer_ids)
+        except NoModelLoaded:
             return None, not_loaded()
-        rival = rival_of(model)
-        row_ids = [request_id] if len(records) == 1 else [f"{request_id}:{i}" for i in range(len(records))]
-        scores = model.scorer.score_records(records)
-        answering, shadow_scores = None, None
-        if rival is None:
-            decisions = scores >= model.threshold
-        else:
-            rival_scores = rival.scorer.score_records(records)
-            picks = np.zeros(len(records), dtype=bool)
-            if config.challenger_mode == "split":
-                keys = customer_ids or row_ids
-                picks = np.asarray(assigned_to_challenger(keys, rival.version, config.challenger_share))
-                answering = [rival if pick else model for pick in picks]
-            shadow_scores = np.where(picks, scores, rival_scores)
-            scores = np.where(picks, rival_scores, scores)
-            decisions = scores >= np.where(picks, rival.threshold, model.threshold)
-        contributions = None
-        if explain:
-            try:
-                contributions = explained(records, answering or [model] * len(records))
-            except ExplanationUnavailable as exc:
-                return None, json_error(422, str(exc), [{"field": "explain", "message": str(exc)}])
-        probabilities, decisions = scores.tolist(), decisions.tolist()  # Python values
+        except ExplanationUnavailable as exc:
+            return None, json_error(422, str(exc), [{"field": "explain", "message": str(exc)}])
         metrics.rows.inc(len(records))
-        if config.log_predictions:
-            now = dt.datetime.now(dt.UTC)
-            rows = []
-            for i, (r, p, d) in enumerate(zip(records, probabilities, decisions, strict=True)):
-                by = answering[i] if answering else model
-                other = None if rival is None else (model if by is rival else rival)
-                rows.append(
-                    {
-                        "request_id": row_ids[i],
-                        "at": now,
-                        "model_name": model.name,
-                        "model_version": int(by.version),
-                        "score": p,
-                        "decision": d,
-                        "features": r,
-                        "arm": None if other is None else ("challenger" if by is rival else "production"),
-                        "shadow_version": None if other is None else int(other.version),
-                        "shadow_score": None if other is None else float(shadow_scores[i]),
-                    }
-                )
-            predictions.append(rows)
-        return (model, answering, probabilities, decisions, contributions), None
-
-    def explained(records: list[dict], answering: list[LoadedModel]) -> list[dict]:
-        """Each customer's contributions from the version that answers for them."""
-        contributions: list = [None] * len(records)
-        for version in {id(m): m for m in answering}.values():
-            rows = [i for i, m in enumerate(answering) if m is version]
-            for i, contribution in zip(rows, version.scorer.explain([records[i] for i in rows]), strict=True):
-                contributions[i] = contribution
-        return contributions
+        return scored, None
 
     @app.before_request
     def _start_timer():
@@ -377,21 +323,20 @@ def create_app(
         if failure:
             return failure
         ids = [body.customer_id] if body.customer_id else None
-        result, failure = score([record(body.customer)], body.explain, request_id, ids)
+        scored, failure = score([record(body.customer)], body.explain, request_id, ids)
         if failure:
             return failure
-        model, answering, probabilities, decisions, contributions = result
-        model = answering[0] if answering else model
+        model = scored.version_of(0)
         answer = {
             "request_id": request_id,
-            "probability": probabilities[0],
-            "decision": "call" if decisions[0] else "skip",
+            "probability": scored.probabilities[0],
+            "decision": "call" if scored.decisions[0] else "skip",
             "threshold": model.threshold,
             "model_name": model.name,
             "model_version": model.version,
         }
-        if contributions is not None:
-            answer["contributions"] = contributions[0]
+        if scored.contributions is not None:
+            answer["contributions"] = scored.contributions[0]
         return _answer(answer)
 
     @app.post("/predict/batch")
@@ -405,19 +350,19 @@ def create_app(
                 "customers", f"batch of {len(body.customers)} customers; at most {config.max_batch}"
             )
         records = [record(c) for c in body.customers]
-        result, failure = score(records, body.explain, request_id, body.customer_ids)
+        scored, failure = score(records, body.explain, request_id, body.customer_ids)
         if failure:
             return failure
-        model, answering, probabilities, decisions, contributions = result
+        model = scored.model
         rows = [
             {"probability": p, "decision": "call" if d else "skip"}
-            for p, d in zip(probabilities, decisions, strict=True)
+            for p, d in zip(scored.probabilities, scored.decisions, strict=True)
         ]
-        if answering:  # split mode: each customer's answering version and its threshold
-            for row, version in zip(rows, answering, strict=True):
+        if scored.answering:  # split mode: each customer's answering version and its threshold
+            for row, version in zip(rows, scored.answering, strict=True):
                 row["model_version"], row["threshold"] = version.version, version.threshold
-        if contributions is not None:
-            for row, contribution in zip(rows, contributions, strict=True):
+        if scored.contributions is not None:
+            for row, contribution in zip(rows, scored.contributions, strict=True):
                 row["contributions"] = contribution
         return _answer(
             {
@@ -458,6 +403,10 @@ def create_app(
                 "threshold": model.threshold,
                 "source": model.source,
                 "fast_path": model.scorer.fast,
+                "kind": model.scorer.kind,
+                "explainable": model.scorer.explanation_method is not None,
+                "explanation_method": model.scorer.explanation_method,
+                "explained_output": model.scorer.explained_output,
                 "registry_error": holder.registry_error,
                 "metrics": model.metrics,
                 "loaded_at": _iso(model.loaded_at),

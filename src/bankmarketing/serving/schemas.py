@@ -101,7 +101,11 @@ class Prediction(BaseModel):
     model_name: str
     model_version: str
     contributions: dict[str, float] | None = Field(
-        None, description="per-feature contributions in log-odds (explain=true)"
+        None,
+        description=(
+            "per-feature contributions (explain=true) and `bias`, the base value: they add up to the "
+            "model's output before calibration, in the unit GET /model names as `explained_output`"
+        ),
     )
 
 

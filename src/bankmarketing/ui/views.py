@@ -89,8 +89,11 @@ def _help(name: str) -> str | None:
     return Customer.model_fields[name].description
 
 
-def customer_form() -> tuple[dict[str, Any], bool, bool]:
-    """The 15 fields (ranges and categories of the data contract): (customer, explain, submitted)."""
+def customer_form(explains: bool = True) -> tuple[dict[str, Any], bool, bool]:
+    """The 15 fields (ranges and categories of the data contract): (customer, explain, submitted).
+
+    `explains`: whether the served version answers `explain` (else the box is off and disabled).
+    """
     customer: dict[str, Any] = {}
     with st.form("customer"):
         columns = st.columns(3)
@@ -118,14 +121,29 @@ def customer_form() -> tuple[dict[str, Any], bool, bool]:
                         help=_help(name),
                         key=f"field.{name}",
                     )
-        explain = st.checkbox("Explain the score (per-feature contributions)", value=True, key="explain")
+        explain = st.checkbox(
+            "Explain the score (per-feature contributions)",
+            value=explains,
+            disabled=not explains,
+            help=None if explains else "The served version cannot explain its scores (see the model page).",
+            key="explain",
+        )
         submitted = st.form_submit_button("Score", type="primary")
     return customer, explain, submitted
 
 
+def served_model(client: PredictorClient) -> dict | None:
+    """The served version's description (GET /model), or None while the predictor cannot say."""
+    try:
+        return client.model()
+    except PredictorError:
+        return None
+
+
 def score_customer_page(client: PredictorClient) -> None:
     st.header("Score a customer")
-    customer, explain, submitted = customer_form()
+    served = served_model(client)
+    customer, explain, submitted = customer_form(bool(served and served.get("explainable")))
     if customer["pdays"] == -1 and customer["previous"] > 0:
         st.warning("pdays = -1 means never contacted before, so previous should be 0.")
     if not submitted:
@@ -140,12 +158,13 @@ def score_customer_page(client: PredictorClient) -> None:
     st.caption(f"Threshold {answer['threshold']:.3f} · request {answer['request_id']}")
     if answer.get("contributions"):
         contributions = contributions_frame(answer["contributions"])
+        output = (served or {}).get("explained_output") or "model output"
         st.subheader("Why")
         chart = (
             alt.Chart(contributions)
             .mark_bar()
             .encode(
-                x=alt.X("contribution:Q", title="contribution (log-odds)"),
+                x=alt.X("contribution:Q", title=f"contribution ({output})"),
                 y=alt.Y("feature:N", sort=None, title=None),
                 color=alt.Color(
                     "direction:N",
@@ -155,7 +174,11 @@ def score_customer_page(client: PredictorClient) -> None:
             )
         )
         st.altair_chart(chart, width="stretch")
-        st.caption(f"Bias (log-odds before any feature): {answer['contributions'].get('bias', 0.0):.3f}")
+        st.caption(
+            f"Contributions to the {output} before calibration "
+            f"({(served or {}).get('explanation_method') or 'the model’s own'}); bias, the base value "
+            f"they start from: {answer['contributions'].get('bias', 0.0):.3f}"
+        )
 
 
 # --- (b) a file ----------------------------------------------------------------------------------------
@@ -359,21 +382,24 @@ def explanation_page(client: PredictorClient) -> None:
     explanation = model.get("explanation")
     if not explanation:
         st.info(
-            f"Version {model['version']} has no global explanation: its model kind has no per-feature "
-            "contributions (only XGBoost and logistic regression have them), or it was promoted before "
-            "explanations were logged."
+            f"Version {model['version']} has no global explanation: it was promoted before explanations "
+            "were logged, or it cannot explain its scores "
+            f"({model.get('explanation_method') or 'no contributions for this version'}). "
+            "Promote a newer version with `make deploy`."
         )
         return
+    output = explanation.get("output", "log-odds")
     st.caption(
-        f"Model {model['name']} v{model['version']}: the model's own contributions to the log-odds over "
-        f"{explanation['rows']:,} test customers."
+        f"Model {model['name']} v{model['version']} ({model.get('kind', 'unknown kind')}): mean absolute "
+        f"contribution to the {output} before calibration over {explanation['rows']:,} test customers, "
+        f"by {explanation.get('method', 'the model’s own contributions')}."
     )
     importance = pd.DataFrame(explanation["importance"])
     st.altair_chart(
         alt.Chart(importance)
         .mark_bar()
         .encode(
-            x=alt.X("mean_abs_contribution:Q", title="mean |contribution| (log-odds)"),
+            x=alt.X("mean_abs_contribution:Q", title=f"mean |contribution| ({output})"),
             y=alt.Y("feature:N", sort=None, title=None),
             tooltip=["feature", alt.Tooltip("mean_abs_contribution:Q", format=".3f")],
         ),
