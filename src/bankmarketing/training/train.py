@@ -80,15 +80,17 @@ def xy(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     return frame[list(FEATURES)], (frame[TARGET] == "yes").to_numpy(dtype=int)
 
 
-def calibrated(candidate: Candidate, params: dict, options: TrainOptions) -> Pipeline:
-    """The candidate pipeline whose classifier is calibrated by cross-validation."""
+def calibrated(candidate: Candidate, params: dict, options: TrainOptions, ensemble: bool = False) -> Pipeline:
+    """The candidate pipeline whose classifier is calibrated by cross-validation: one model fitted
+    on all rows and one calibrator fitted on its out-of-fold responses (`ensemble`: scikit-learn's
+    default instead, one model and calibrator per fold, averaged; bench/quality.py compares)."""
     pipeline = candidate.pipeline(params, options.seed)
     pipeline.steps[-1] = (
         "model",
         CalibratedClassifierCV(
             pipeline.steps[-1][1],
             method=options.calibration,
-            ensemble=False,
+            ensemble=ensemble,
             cv=StratifiedKFold(options.cv_folds, shuffle=True, random_state=options.seed),
         ),
     )
