@@ -28,7 +28,7 @@ endif
 # CI/CD targets used by .github/workflows (images, drift check, release).
 -include .ci/targets.mk
 
-.PHONY: help setup up down mlflow mlflow-stop prepare train deploy test-model fairness rollback challenger monitor outcomes retrain serve receiver ui build-predictor demo mage-ui test test-fast lint bench clean
+.PHONY: help setup up down mlflow mlflow-stop prepare train deploy test-model fairness rollback challenger monitor outcomes retrain serve receiver ui build-predictor demo mage-ui test test-fast screenshots lint bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -130,6 +130,9 @@ test: setup ## the whole test suite (unit, data, model behaviour, integration wi
 
 test-fast: setup ## tests that start no service
 	$(APP)/python -m pytest -m "not integration"
+
+screenshots: setup ## README's screenshots (images/): the stack in Chromium, its model trained with train's default search
+	SCREENSHOT_DIR=$(CURDIR)/images $(APP)/python -m pytest tests/test_services.py -k "mage_ui or mlflow_ui or streamlit" -p no:cacheprovider
 
 lint: setup ## ruff
 	$(APP)/ruff check src tests bench mlops

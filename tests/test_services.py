@@ -1,6 +1,8 @@
 """The local stack: `make up` starts every service healthy, real browsers use the UIs, `make down` cleans up.
 
-Chromium is Debian's (/usr/bin/chromium) driven by Playwright; screenshots go to images/.
+Chromium is Debian's (/usr/bin/chromium) driven by Playwright; screenshots go to SCREENSHOT_DIR
+(`make screenshots`: images/, from a model trained with `train`'s default search), else to a
+temporary folder.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from bankmarketing.training.train import TrainOptions, train
 from tests.conftest import REPO, free_port, settings_for
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
-IMAGES = REPO / "images"
 PIPELINES = ("prepare", "train", "deploy", "test", "monitor", "retrain", "outcomes")
 
 
@@ -135,10 +136,7 @@ def stack(tmp_path_factory, data_csv):
     try:
         settings = settings_for(root, data_csv, service_env["MLFLOW_TRACKING_URI"], model)
         prepare(settings, PrepareOptions())
-        train(
-            settings,
-            TrainOptions(candidates=["logistic_regression"], trials=1, cv_folds=2, importance_rows=300),
-        )
+        train(settings, STACK_TRAINING)
         deploy(settings, DeployOptions(predictor_dir=str(root / "predictor")))
         _wait_ready(service_env["PREDICTOR_URL"])
         yield {"env": env, "service_env": service_env, "settings": settings, "up_seconds": up_seconds}
@@ -148,6 +146,21 @@ def stack(tmp_path_factory, data_csv):
         assert "the stack is down" in down.stdout
         assert not (root / "run/stack.env").exists()
         assert _alive_with_marker(marker) == [], "make down left processes behind"
+
+
+#: The stack's model: hist. gradient boosting (the kind `make demo` promotes) with a small
+#: search; with SCREENSHOT_DIR set (`make screenshots`), `train`'s defaults, as `make demo` runs.
+STACK_TRAINING = (
+    TrainOptions()
+    if os.environ.get("SCREENSHOT_DIR")
+    else TrainOptions(candidates=["hist_gradient_boosting"], trials=2, cv_folds=2, importance_rows=300)
+)
+
+
+def _screenshot(page, name: str, tmp_path: Path) -> None:
+    """Into SCREENSHOT_DIR (`make screenshots` writes images/), else beside the test's files."""
+    folder = Path(os.environ["SCREENSHOT_DIR"]) if os.environ.get("SCREENSHOT_DIR") else tmp_path
+    page.screenshot(path=str(folder / name), full_page=True)
 
 
 def _wait_ready(predictor_url: str, timeout_s: float = 120) -> None:
@@ -199,7 +212,7 @@ def test_make_up_starts_every_service_healthy(stack):
 
 
 @pytest.mark.integration
-def test_the_mage_ui_lists_every_pipeline(stack, page):
+def test_the_mage_ui_lists_every_pipeline(stack, page, tmp_path):
     env = stack["service_env"]
     page.set_viewport_size({"width": 1400, "height": 2600})  # the list shows each description in full
     page.goto(f"{env['MAGE_API_URL']}/sign-in", wait_until="networkidle")
@@ -210,15 +223,15 @@ def test_the_mage_ui_lists_every_pipeline(stack, page):
     page.goto(f"{env['MAGE_API_URL']}/pipelines", wait_until="networkidle")
     for name in PIPELINES:
         page.get_by_text(name, exact=True).wait_for(state="attached", timeout=60_000)
-    page.screenshot(path=str(IMAGES / "mage-pipelines.png"))
+    _screenshot(page, "mage-pipelines.png", tmp_path)
 
 
 @pytest.mark.integration
-def test_the_mlflow_ui_shows_the_production_alias(stack, page):
+def test_the_mlflow_ui_shows_the_production_alias(stack, page, tmp_path):
     env, settings = stack["service_env"], stack["settings"]
     page.goto(f"{env['MLFLOW_TRACKING_URI']}/#/models/{settings.model_name}", wait_until="networkidle")
     page.get_by_text("@ production").first.wait_for(timeout=60_000)
-    page.screenshot(path=str(IMAGES / "mlflow-registered-model.png"))
+    _screenshot(page, "mlflow-registered-model.png", tmp_path)
 
 
 def _streamlit(page, env) -> None:
@@ -227,15 +240,25 @@ def _streamlit(page, env) -> None:
 
 
 @pytest.mark.integration
-def test_the_streamlit_form_returns_a_probability_from_the_predictor(stack, page):
+def test_the_streamlit_form_scores_and_explains_with_the_served_version(stack, page, tmp_path):
+    served = json.loads(urllib.request.urlopen(f"{stack['service_env']['PREDICTOR_URL']}/model").read())
+    assert served["fast_path"] and served["explainable"]
+    if not os.environ.get("SCREENSHOT_DIR"):
+        assert (served["kind"], served["explanation_method"]) == ("hist_gradient_boosting", "exact TreeSHAP")
     _streamlit(page, stack["service_env"])
+    assert page.get_by_role("checkbox", name="Explain the score").is_checked()  # the default explains
     page.get_by_role("button", name="Score").click()
     metric = page.get_by_test_id("stMetric").filter(has_text="Probability of subscribing")
     metric.wait_for(timeout=60_000)
     value = metric.get_by_test_id("stMetricValue").inner_text()
     assert value.endswith("%") and 0 < float(value.rstrip(" %")) < 100
     page.get_by_text(f"{stack['settings'].model_name} v").first.wait_for()
-    page.screenshot(path=str(IMAGES / "streamlit-score-customer.png"), full_page=True)
+    page.get_by_role("heading", name="Why").wait_for(timeout=30_000)  # the contributions chart
+    page.get_by_text(f"Contributions to the {served['explained_output']} before calibration").wait_for()
+    page.get_by_text(served["explanation_method"]).first.wait_for()
+    assert page.get_by_text("rejected").count() == 0
+    page.locator("[data-testid='stVegaLiteChart'], .vega-embed").first.wait_for(timeout=30_000)
+    _screenshot(page, "streamlit-score-customer.png", tmp_path)
 
 
 @pytest.mark.integration
@@ -255,4 +278,4 @@ def test_the_streamlit_csv_page_returns_a_scored_file(stack, page, tmp_path):
         rows = list(csv.DictReader(handle))
     assert len(rows) == 25 and {"probability", "decision", "rank", "model_version", *FEATURES} <= set(rows[0])
     assert all(0 <= float(r["probability"]) <= 1 for r in rows)
-    page.screenshot(path=str(IMAGES / "streamlit-score-file.png"), full_page=True)
+    _screenshot(page, "streamlit-score-file.png", tmp_path)

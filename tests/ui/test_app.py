@@ -57,12 +57,15 @@ def test_form_offers_exactly_the_contract(down_url):
             assert (number.min, number.max, number.value) == (*RANGES[name], DEFAULT_CUSTOMER[name])
             assert isinstance(number.value, int)
     assert len(at.selectbox) + len(at.number_input) == len(FEATURES) == 15
+    # no served version to ask: the form does not default to a request nobody can answer
+    assert at.checkbox(key="explain").value is False and at.checkbox(key="explain").disabled
 
 
 def test_default_form_is_scored_by_the_running_predictor(predictor_url, served):
     settings, versions, _ = served
     at = app().run()
     assert not errors(at) and f"version **{versions['production']}**" in at.sidebar.success[0].value
+    assert at.checkbox(key="explain").value is True  # the served version explains: on by default
     at.button[0].click().run()
     assert not at.exception and not errors(at)
     direct = requests.post(
