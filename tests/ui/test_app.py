@@ -235,7 +235,7 @@ def test_explanation_page_shows_the_served_versions_global_explanation(predictor
     at.session_state["page"] = views.PAGES[3]
     at.run()
     assert not at.exception and not errors(at)
-    assert f"v{versions['production']}:" in at.caption[0].value and "test customers" in at.caption[0].value
+    assert f"v{versions['production']} (" in at.caption[0].value and "test customers" in at.caption[0].value
     assert [h.value for h in at.subheader] == ["age", "balance", "poutcome"]
     assert len(at.get("arrow_vega_lite_chart")) == 4  # importance + three dependence charts
 
