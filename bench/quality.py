@@ -34,7 +34,7 @@ from xgboost import XGBClassifier
 from bankmarketing.data.loading import read_raw
 from bankmarketing.data.schema import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from bankmarketing.data.validation import validate
-from bankmarketing.scoring import Scorer
+from bankmarketing.scoring import Scorer, single_row_ms
 from bankmarketing.training.candidates import CANDIDATES
 from bankmarketing.training.evaluation import expected_calibration_error
 from bankmarketing.training.train import TrainOptions, calibrated, xy
@@ -121,9 +121,9 @@ def main() -> None:
             averaged = calibrated(CANDIDATES[args.candidate], found.params, options, ensemble=True)
             ensemble[test] = averaged.fit(X.iloc[train], y[train]).predict_proba(X.iloc[test])[:, 1]
             latency["one model + one calibrator"].append(
-                one_row_ms(Scorer.from_pipeline(model), X.iloc[test])
+                single_row_ms(Scorer.from_pipeline(model), X.iloc[test])
             )
-            latency["k-fold ensemble"].append(one_row_ms(Scorer.from_pipeline(averaged), X.iloc[test]))
+            latency["k-fold ensemble"].append(single_row_ms(Scorer.from_pipeline(averaged), X.iloc[test]))
         anchor[test] = anchor_pipeline().fit(X.iloc[train], y[train]).predict_proba(X.iloc[test])[:, 1]
         print(
             f"fold {fold}/{args.folds}: {found.trials} trials, "
@@ -155,17 +155,6 @@ def main() -> None:
         )
     if args.compare_ensemble:
         report_ensemble(y, ours, ensemble, outer.split(X, y), latency, options.cv_folds)
-
-
-def one_row_ms(scorer: Scorer, customers, rows: int = 300) -> float:
-    """Median milliseconds to score one customer, over `rows` customers."""
-    records = customers.head(rows).to_dict("records")
-    times = []
-    for record in records:
-        started = time.perf_counter()
-        scorer.score_records([record])
-        times.append(time.perf_counter() - started)
-    return 1000 * float(np.median(times))
 
 
 def report_ensemble(y, ours, ensemble, folds, latency: dict[str, list[float]], k: int) -> None:

@@ -162,6 +162,33 @@ def test_a_fairness_bound_refuses_a_better_model_whose_gap_is_too_large(platform
     assert audit_trail(settings, settings.model_name)["action"].tolist() == ["promote", "refuse", "promote"]
 
 
+def test_a_latency_budget_refuses_a_better_model_that_serves_too_slowly(platform):
+    settings, manifest = platform
+    settings = replace(settings, model_name=f"latency-{uuid.uuid4().hex[:6]}")
+    dummy = register_uninformative_run(settings, manifest)
+    unmeasured = deploy(settings, DeployOptions(max_serving_ms=50.0))
+    assert unmeasured["action"] == "refuse" and "has no measured serving time" in unmeasured["reason"]
+    deploy(settings, DeployOptions())  # no budget: the dummy is promoted
+    train(
+        settings,
+        TrainOptions(
+            candidates=["logistic_regression"], trials=1, timeout_s=5, cv_folds=2, importance_rows=300
+        ),
+    )
+    client = MlflowClient(settings.tracking_uri)
+    newest = max(int(v.version) for v in client.search_model_versions(f"name='{settings.model_name}'"))
+    tags = client.get_model_version(settings.model_name, str(newest)).tags
+    measured = float(tags["serving_ms"])  # recorded by train: the compiled scorer, one customer
+    assert 0 < measured < 50 and tags["fast_path"] == "true" and tags["explanation_method"] == "linear terms"
+    refused = deploy(settings, DeployOptions(max_serving_ms=measured / 2))
+    assert refused["action"] == "refuse" and refused["production"] == dummy
+    assert f"serves one customer in {measured:.3f} ms, above the budget" in refused["reason"]
+    within = deploy(settings, DeployOptions(max_serving_ms=measured * 2))
+    assert within["action"] == "promote" and f"within {measured * 2:g} ms" in within["reason"]
+    card = client.get_model_version(settings.model_name, within["candidate"]).description
+    assert f"One customer scored in **{measured:.3f} ms**" in card and "linear terms" in card
+
+
 def test_a_challenger_is_set_beside_production_then_withdrawn_or_promoted_through_the_gate(platform):
     settings, manifest = platform
     settings = replace(settings, model_name=f"challenge-{uuid.uuid4().hex[:6]}")

@@ -58,6 +58,12 @@ class DeployOptions(StageOptions):
         description="refuse a candidate whose largest gap of that measure (age band, marital status or "
         "job group, on the test split) exceeds this; unset = report the gaps only",
     )
+    max_serving_ms: float | None = Field(
+        None,
+        gt=0,
+        description="refuse a candidate whose measured time to score one customer (its serving_ms tag, "
+        "from train) exceeds this many milliseconds; unset = no latency budget",
+    )
     role: Literal["production", "challenger"] = Field(
         "production",
         description="production: promote through the gate; challenger: give the best staged version "
@@ -202,7 +208,7 @@ def promote_best(settings: Settings, options: DeployOptions, staged: list[str]) 
     decided = _decide(best, current, candidate_metrics, test, options, settings.tracking_uri)
     if options.role == CHALLENGER:
         decided = _as_challenger(decided, options.metric)
-    decision = _gate_fairness(decided, gaps, options)
+    decision = _gate_latency(_gate_fairness(decided, gaps, options), best, options)
     triggered_by = options.triggered_by or f"user:{getpass.getuser()}"
     _record(
         settings,
@@ -303,6 +309,31 @@ def _gate_fairness(decision: Decision, gaps: pd.DataFrame, options: DeployOption
         action="refuse",
         reason=f"{decision.reason.removesuffix(', promoted')}; but its {options.fairness_measure} gap "
         f"by {dimension} is {gap:.4f} ({between}), above the bound {options.max_fairness_gap:.4f}: "
+        + ("refused, production kept" if decision.action == "promote" else "refused, no challenger set"),
+    )
+
+
+def _gate_latency(decision: Decision, best: ModelVersion, options: DeployOptions) -> Decision:
+    """A promotion (or a challenger) becomes a refusal when the candidate serves slower than the budget."""
+    if decision.action not in ("promote", "challenge") or options.max_serving_ms is None:
+        return decision
+    measured = best.tags.get("serving_ms")
+    if measured is not None and float(measured) <= options.max_serving_ms:
+        return replace(
+            decision,
+            reason=f"{decision.reason}; serves one customer in {float(measured):.3f} ms, within "
+            f"{options.max_serving_ms:g} ms",
+        )
+    why = (
+        "has no measured serving time"
+        if measured is None
+        else f"serves one customer in {float(measured):.3f} ms"
+    )
+    return replace(
+        decision,
+        action="refuse",
+        reason=f"{decision.reason.removesuffix(', promoted')}; but it {why}, above the budget "
+        f"{options.max_serving_ms:g} ms: "
         + ("refused, production kept" if decision.action == "promote" else "refused, no challenger set"),
     )
 

@@ -79,6 +79,17 @@ def _explanation_section(explanation: dict | None) -> str:
     )
 
 
+def _serving_section(tags: dict) -> str:
+    if "serving_ms" not in tags:
+        return "Not measured (trained before serving cost was recorded)."
+    path = "the compiled fast path" if tags.get("fast_path") == "true" else "the pipeline (no fast path)"
+    return (
+        f"One customer scored in **{float(tags['serving_ms']):.3f} ms** (median over validation "
+        f"customers, in process, by {path}, measured at training); explanations by "
+        f"{tags.get('explanation_method', 'none')}."
+    )
+
+
 def _fairness_section(test: pd.DataFrame, y: np.ndarray, proba: np.ndarray, threshold: float) -> str:
     rows = fairness_rows(test, y, proba, threshold)
     table, gaps = pd.DataFrame(rows), fairness_gaps(rows)
@@ -168,6 +179,8 @@ def model_card(
             f"### {label}\n{_markdown(segment_table(test, proba, threshold, by))}"
             for label, by in segments.items()
         ],
+        "## Serving",
+        _serving_section(tags),
         "## What drives the score",
         _explanation_section(explanation),
         "## Fairness by segment",

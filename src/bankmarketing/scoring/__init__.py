@@ -9,6 +9,6 @@ contributions where the kind has them (linear terms, TreeSHAP), else permutation
 """
 
 from bankmarketing.scoring.errors import ExplanationUnavailable, Unsupported
-from bankmarketing.scoring.scorer import BACKGROUND_ATTRIBUTE, Scorer
+from bankmarketing.scoring.scorer import BACKGROUND_ATTRIBUTE, Scorer, single_row_ms
 
-__all__ = ["BACKGROUND_ATTRIBUTE", "ExplanationUnavailable", "Scorer", "Unsupported"]
+__all__ = ["BACKGROUND_ATTRIBUTE", "ExplanationUnavailable", "Scorer", "Unsupported", "single_row_ms"]

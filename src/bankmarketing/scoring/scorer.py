@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -21,6 +22,18 @@ VERIFY_ROWS, VERIFY_TOLERANCE = 64, 1e-9
 #: The attribute of a trained pipeline that holds its background customers (a DataFrame of raw
 #: fields) for model-agnostic explanations; set by `train`.
 BACKGROUND_ATTRIBUTE = "shapley_background_"
+
+
+def single_row_ms(scorer: Scorer, customers: pd.DataFrame, rows: int = 200) -> float:
+    """Median milliseconds to score one customer, over up to `rows` customers (after one warm-up)."""
+    records = customers.head(rows).to_dict("records")
+    scorer.score_records(records[:1])
+    times = []
+    for record in records:
+        started = time.perf_counter()
+        scorer.score_records([record])
+        times.append(time.perf_counter() - started)
+    return 1000 * float(np.median(times))
 
 
 class Scorer:

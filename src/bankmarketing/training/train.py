@@ -26,7 +26,7 @@ from bankmarketing.data.schema import FEATURES, TARGET
 from bankmarketing.monitoring.reference import log_reference, reference_frame
 from bankmarketing.options import StageOptions, only_known
 from bankmarketing.registry import register_candidate, require_tracking_server
-from bankmarketing.scoring import BACKGROUND_ATTRIBUTE
+from bankmarketing.scoring import BACKGROUND_ATTRIBUTE, Scorer, single_row_ms
 from bankmarketing.scoring.shapley import BACKGROUND_ROWS
 from bankmarketing.training import evaluation
 from bankmarketing.training.candidates import CANDIDATES, Candidate
@@ -122,6 +122,12 @@ def _train_candidate(candidate, options, data, common_tags, settings) -> dict:
             seed=options.seed,
         )
         model = fit_calibrated(candidate, found.params, options, X_train, y_train)
+        scorer = Scorer.from_pipeline(model)  # what the predictor will run, and its cost per customer
+        serving = {
+            "serving_ms": round(single_row_ms(scorer, X_val), 4),
+            "fast_path": str(scorer.fast).lower(),
+            "explanation_method": scorer.explanation_method or "none",
+        }
         proba = model.predict_proba(X_val)[:, 1]
         threshold = evaluation.choose_threshold(
             y_val,
@@ -180,6 +186,7 @@ def _train_candidate(candidate, options, data, common_tags, settings) -> dict:
                 "run_id": run.info.run_id,
                 "threshold": threshold,
             }
+            | serving
             | {f"val_{k}": round(v, 6) for k, v in metrics.items()},
         )
     log.info(
