@@ -28,7 +28,7 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 #: Customers a global explanation averages over: exact contributions are cheap; a Shapley
 #: estimate costs a few hundred model evaluations per customer.
-EXACT_SAMPLE_ROWS, SAMPLED_SAMPLE_ROWS = 5_000, 500
+EXACT_SAMPLE_ROWS, SAMPLED_SAMPLE_ROWS = 5_000, 200
 
 
 def global_explanation(

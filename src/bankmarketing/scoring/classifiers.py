@@ -166,9 +166,12 @@ def _xgboost(model: xgboost.XGBClassifier) -> tuple[Function, ...]:
         log.info("no numpy tree walk: %s", exc)
         margin, probability = booster_says("margin"), booster_says("value")
 
+    explainer = booster.copy()
+    explainer.set_param({"nthread": 1})  # requests explain a few rows: threads cost more than they give
+
     def contributions(X: np.ndarray) -> np.ndarray:
-        matrix = xgboost.DMatrix(X, missing=model.missing)
-        return booster.predict(matrix, pred_contribs=True, iteration_range=trees)
+        matrix = xgboost.DMatrix(X, missing=model.missing, nthread=1)
+        return explainer.predict(matrix, pred_contribs=True, iteration_range=trees)
 
     return probability, margin, contributions
 

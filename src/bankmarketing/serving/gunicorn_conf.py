@@ -14,6 +14,13 @@ graceful_timeout = 20
 keepalive = 5
 accesslog = None
 
+# One native thread per worker (BLAS, OpenMP: XGBoost, scikit-learn): the workers are the
+# parallelism, and nested thread pools on the same cores only queue (an RBF SVC's p99 at half
+# load was 16 ms with them, see docs/serving.md). Set before the workers import numpy; a value
+# already in the environment wins.
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
+
 
 def on_starting(server):
     """Fresh Prometheus multiprocess files for this server (metrics summed over workers)."""
