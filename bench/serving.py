@@ -1,22 +1,40 @@
-"""Serving benchmark: the gunicorn predictor against `mlflow models serve` and a Flask floor.
+"""Serving benchmark, per model kind: the gunicorn predictor against `mlflow models serve` and a Flask floor.
 
 Sets up everything in a temporary folder (removed at the end): a real MLflow server on a free
-port, the `prepare` stage on the real data, one calibrated XGBoost candidate with fixed
-parameters (300 trees, as the anchor; registered by the `train` stage with its search space
-pinned to those parameters) and `deploy`, which gives it the alias `production`. Then, one
-server at a time on this machine, against that same registered model:
+port and the `prepare` stage on the real data. Then, for each model kind asked for, one after
+the other in the same run and against the same MLflow server:
+
+* `--candidate KIND` (default hist_gradient_boosting: the kind `train` promotes on default
+  settings) or `--all` (every kind of bankmarketing.training.candidates.CANDIDATES:
+  logistic_regression, random_forest, xgboost, svc, mlp, hist_gradient_boosting);
+* the `train` stage trains that kind alone with its default search (TrainOptions defaults:
+  --trials 25, --train-timeout 60 s per kind, isotonic calibration, threshold on F1: the kind
+  as `make demo` produces it) and registers it; `deploy` gives it the alias `production`.
+  Every kind is version 1 of its own registered model `bench-serving-KIND`: with one model for
+  all kinds, deploy's gate would keep the better kind in production and the next kind would
+  never be served;
+* `--candidate xgboost-reference` registers the earlier anchor instead (not part of --all): a
+  fixed 300-tree XGBoost (REFERENCE_XGBOOST_PARAMS), trained by the `train` stage with its
+  search space pinned to that one point, the model the anchors below were measured with.
+
+Then, one server at a time on this machine, against that kind's registered version:
 
 1. the predictor: `gunicorn -c python:bankmarketing.serving.gunicorn_conf
    'bankmarketing.serving.app:create_app()'`, 2 workers, prediction logging on (its default,
    DATABASE_URL a temporary SQLite file), Prometheus multiprocess metrics on (as `make serve`
-   and the image run it): POST /predict with one real customer; then p99 when driven
-   open-loop at half its max req/s; then POST /predict/batch with 1,000 customers (rows/s);
-2. the predictor again with PREDICTOR_LOG_PREDICTIONS=false (comparison);
-3. the anchor: `mlflow models serve -m models:/<name>@production --env-manager local -w 2`,
-   POST /invocations with {"dataframe_records": [customer]}, with keep-alive connections and
-   with a new connection per request (as the gunicorn servers work); the ratio takes the faster
-   (requirements.txt pins Starlette < 1: mlflow 3.2's scoring server calls `FastAPI.route`);
-4. the floor: bench/hello_app.py (POST / returns a small JSON) under the same gunicorn config.
+   and the image run it): POST /predict with one real customer; p99 when driven
+   open-loop at half its max req/s; POST /predict with {"customer": ..., "explain": true}
+   (explain's extra cost, measured right after the first); then POST /predict/batch with
+   1,000 customers (rows/s);
+2. the predictor again with PREDICTOR_LOG_PREDICTIONS=false (comparison; not with --skip-nolog
+   or --quick);
+3. the anchor: `mlflow models serve -m models:/bench-serving-KIND@production --env-manager local
+   -w 2`, POST /invocations with {"dataframe_records": [customer]}, with keep-alive connections
+   (not with --quick) and with a new connection per request (as the gunicorn servers work); the
+   ratio takes the faster (requirements.txt pins Starlette < 1: mlflow 3.2's scoring server
+   calls `FastAPI.route`);
+4. the floor, once per run after every kind: bench/hello_app.py (POST / returns a small JSON)
+   under the same gunicorn config; its open loop runs at the highest of the kinds' half rates.
 
 Max throughput and latency come from wrk (closed loop: --connections connections, one
 thread; `apt-get install -y wrk`), the same settings for every server. Latency at half rate
@@ -26,15 +44,43 @@ queueing (no coordinated omission); the same open loop at the same rate also run
 logging-off predictor and the hello app (the method's floor). Client and servers share the
 machine's cores, so every run also reports the cores that other processes used meanwhile.
 
-Anchors measured on this machine before: mlflow models serve 281 req/s, p50 24 ms,
-p99 126 ms; Flask hello 5,292 req/s, p50 1.4 ms. Targets: predictor >= 8x mlflow serve and
->= 0.40x hello in req/s, batch >= 50,000 rows/s, p99 <= 10 ms at half the max rate.
+explain_ratio is a req/s ratio: POST /predict without explain over POST /predict with
+"explain": true, both wrk closed loop on the same predictor, one after the other. At
+saturation a closed loop's req/s is the workers' inverse time per request, so the ratio is how
+many times longer a request takes with explain, HTTP included (the p50 ratio is printed beside
+it). A kind the predictor does not explain (a 4xx answer to explain) gets explain_ratio=nan and
+the predictor's reason.
 
-With --challenger, a second version becomes the `challenger` and the predictor is measured
-again in shadow mode (every request scored by both versions, both scores logged); the report
-gives its ratio to the production-only predictor of the same run.
+The report: a detailed one per kind, the goals each kind misses, then, at the very end, one
+line per kind:
 
-    .venv/app/bin/python bench/serving.py [--duration 15] [--connections 8] [--challenger]
+    serving KIND: ratio_mlflow=X.X ratio_hello=Y.YY p99_half_ms=Z.Z explain_ratio=W.W
+
+ratio_mlflow = predictor req/s / mlflow serve req/s, ratio_hello = predictor req/s / hello
+req/s (this run's hello), p99_half_ms = the predictor's p99 at half its max rate (open loop).
+Goals for every kind: ratio_mlflow >= 8, ratio_hello >= 0.40, p99_half_ms <= 10, and for the
+tree kinds (random_forest, xgboost, hist_gradient_boosting) explain_ratio <= 2; batch >= 50,000
+rows/s. A kind whose set-up or measurement fails is reported as such (nan in its line) and the
+run goes on with the next; the exit status is then 1.
+
+Anchors measured on this machine before, with the reference XGBoost: mlflow models serve 281
+req/s, p50 24 ms, p99 126 ms; Flask hello 5,292 req/s, p50 1.4 ms.
+
+Time per kind: its training (the search up to --train-timeout, then the calibrated fit, the
+permutation importance and deploy), two server starts and 4 wrk/open-loop runs of --warmup +
+--duration each (6 without --quick, 9 with the logging-off comparison too), plus hello's 2
+once per run. On 2 busy cores with --quick --duration 10, hist_gradient_boosting took 84 s to
+train (14 trials in the 60 s budget) and deploy, and 80 s to measure: `--all --quick
+--duration 10` takes about 17 minutes, half of it training (a smaller --train-timeout
+shortens it, but then the models are not the ones users get).
+
+With --challenger, each kind gets a second version (a second training run of the same kind,
+deploy --role challenger) and the predictor is measured again in shadow mode (every request
+scored by both versions, both scores logged); the report gives its ratio to the
+production-only predictor of the same run.
+
+    .venv/app/bin/python bench/serving.py [--candidate KIND | --all] [--duration 15]
+        [--connections 8] [--trials 25] [--train-timeout 60] [--quick] [--challenger]
 """
 
 from __future__ import annotations
@@ -43,6 +89,7 @@ import argparse
 import contextlib
 import itertools
 import json
+import math
 import os
 import platform
 import re
@@ -56,6 +103,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -63,7 +111,7 @@ from pathlib import Path
 import numpy as np
 import requests
 
-from bankmarketing.training.candidates import REFERENCE_XGBOOST_PARAMS
+from bankmarketing.training.candidates import CANDIDATES, REFERENCE_XGBOOST_PARAMS
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
@@ -71,12 +119,26 @@ BIN = Path(sys.executable).parent
 DEFAULT_DATA = REPO.parent / "shared/data/bank-marketing/bank-marketing.csv"
 WRK_SCRIPT = BENCH / "wrk_post.lua"
 GUNICORN_CONF = "python:bankmarketing.serving.gunicorn_conf"
-MODEL_NAME = "bench-serving"
+MODEL_NAME = "bench-serving"  # each kind registers as bench-serving-KIND
+#: The kind `train` promotes on default settings (every candidate, 25 trials each).
+DEFAULT_KIND = "hist_gradient_boosting"
+#: The earlier anchor: a fixed 300-tree XGBoost (the train stage, its search space pinned).
+REFERENCE_KIND = "xgboost-reference"
+KINDS = [*CANDIDATES, REFERENCE_KIND]
+#: Kinds with an explain_ratio goal (tree ensembles: contributions are not a matrix product).
+TREE_KINDS = {"random_forest", "xgboost", "hist_gradient_boosting", REFERENCE_KIND}
 BATCH_ROWS = 1_000
 #: The anchor's model: XGBoost with 300 trees (the same parameters as bench/scoring.py).
 ANCHOR_MLFLOW = {"rps": 281.0, "p50": 24.0, "p99": 126.0}
 ANCHOR_HELLO = {"rps": 5292.0, "p50": 1.4}
-TARGETS = {"vs_mlflow": 8.0, "vs_hello": 0.40, "batch_rows_s": 50_000.0, "half_rate_p99_ms": 10.0}
+TARGETS = {
+    "vs_mlflow": 8.0,
+    "vs_hello": 0.40,
+    "batch_rows_s": 50_000.0,
+    "half_rate_p99_ms": 10.0,
+    "explain_ratio": 2.0,  # tree kinds
+}
+NAN = float("nan")
 
 
 def free_port() -> int:
@@ -248,54 +310,91 @@ def bench_settings(root: Path, data_path: Path, tracking_uri: str, model_name: s
     )
 
 
-def register_model(
-    root: Path, data_path: Path, tracking_uri: str, challenger: bool = False
-) -> tuple[list[dict], dict]:
-    """prepare -> train (the reference XGBoost) -> deploy; returns test customers and a summary.
+def model_name(kind: str) -> str:
+    """Each kind's own registered model: deploy's gate would keep a better kind in production."""
+    return f"{MODEL_NAME}-{kind}"
 
-    With `challenger`, a second training run of the same model becomes the `challenger`
-    (deploy --role challenger): a second version to score beside production.
-    """
+
+def prepare_data(root: Path, data_path: Path, tracking_uri: str) -> tuple[dict, list[dict]]:
+    """The `prepare` stage on the real data (once per run): its manifest and the test customers."""
     from bankmarketing.data.prepare import PrepareOptions, prepare, read_split
     from bankmarketing.data.schema import FEATURES
-    from bankmarketing.deployment import DeployOptions, deploy
-    from bankmarketing.training.candidates import CANDIDATES
-    from bankmarketing.training.train import TrainOptions, train
 
-    settings = bench_settings(root, data_path, tracking_uri, MODEL_NAME)
-    started = time.perf_counter()
-    manifest = prepare(settings, PrepareOptions())
-    # The train stage's own procedure (calibration, threshold, signature, registration) with
-    # the search space pinned to one point: a fixed 300-tree XGBoost like the anchor's.
-    searched = CANDIDATES["xgboost"]
-    CANDIDATES["xgboost"] = replace(searched, suggest=lambda trial, ratio: dict(REFERENCE_XGBOOST_PARAMS))
-    try:
-        options = TrainOptions(
-            candidates=["xgboost"], trials=1, timeout_s=30, cv_folds=2, importance_rows=300
-        )
-        trained = train(settings, options, manifest)
-        deployed = deploy(settings, DeployOptions(build_image=False))
-        if deployed["action"] != "promote":
-            raise RuntimeError(f"deploy did not promote the model: {deployed}")
-        if challenger:
-            train(settings, options, manifest)
-            challenged = deploy(settings, DeployOptions(build_image=False, role="challenger"))
-            if challenged["action"] != "challenge":
-                raise RuntimeError(f"deploy did not set a challenger: {challenged}")
-    finally:
-        CANDIDATES["xgboost"] = searched
+    manifest = prepare(bench_settings(root, data_path, tracking_uri, MODEL_NAME), PrepareOptions())
     test = read_split(manifest, "test")
     customers = [
         {k: v.item() if hasattr(v, "item") else v for k, v in row.items()}
         for row in test[list(FEATURES)].to_dict("records")
     ]
-    summary = {
+    return manifest, customers
+
+
+@contextlib.contextmanager
+def pinned_reference() -> Iterator[None]:
+    """Meanwhile, the xgboost search space is one point: a fixed 300-tree XGBoost like the anchor's."""
+    searched = CANDIDATES["xgboost"]
+    CANDIDATES["xgboost"] = replace(searched, suggest=lambda trial, ratio: dict(REFERENCE_XGBOOST_PARAMS))
+    try:
+        yield
+    finally:
+        CANDIDATES["xgboost"] = searched
+
+
+def register_model(root: Path, data_path: Path, tracking_uri: str, manifest: dict, kind: str, args) -> dict:
+    """train (that kind alone, its default search) -> deploy, as bench-serving-KIND; a summary.
+
+    The train stage's own procedure (search, calibration, threshold, signature, registration)
+    and deploy's (gate, test metrics, model card, explanation). xgboost-reference: the train
+    stage with the xgboost search space pinned to REFERENCE_XGBOOST_PARAMS. With
+    args.challenger, a second training run of the same kind becomes the `challenger` (deploy
+    --role challenger): a second version to score beside production.
+    """
+    from mlflow import MlflowClient
+
+    from bankmarketing.deployment import DeployOptions, deploy
+    from bankmarketing.training.train import TrainOptions, train
+
+    name = model_name(kind)
+    settings = bench_settings(root, data_path, tracking_uri, name)
+    started = time.perf_counter()
+    if kind == REFERENCE_KIND:
+        options = TrainOptions(
+            candidates=["xgboost"], trials=1, timeout_s=30, cv_folds=2, importance_rows=300
+        )
+        pinned = pinned_reference()
+    else:
+        options = TrainOptions(candidates=[kind], trials=args.trials, timeout_s=args.train_timeout)
+        pinned = contextlib.nullcontext()
+    with pinned:
+        trained = train(settings, options, manifest)
+        trained_s = time.perf_counter() - started
+        deployed = deploy(settings, DeployOptions(build_image=False))
+        deployed_s = time.perf_counter() - started - trained_s
+        if deployed["action"] != "promote":
+            raise RuntimeError(f"deploy did not promote the model: {deployed}")
+        challenger = None
+        if args.challenger:
+            train(settings, options, manifest)
+            challenged = deploy(settings, DeployOptions(build_image=False, role="challenger"))
+            if challenged["action"] != "challenge":
+                raise RuntimeError(f"deploy did not set a challenger: {challenged}")
+            challenger = challenged["challenger"]
+    candidate = trained["candidates"][0]
+    logged = MlflowClient(tracking_uri).get_run(candidate["run_id"]).data.params
+    return {
+        "kind": kind,
+        "model_name": name,
         "version": deployed["production"],
-        "val_pr_auc": trained["candidates"][0]["metrics"]["pr_auc"],
+        "challenger": challenger,
+        "params": {k.removeprefix("model__"): v for k, v in logged.items() if k.startswith("model__")},
+        "calibration": options.calibration,
+        "search_trials": int(candidate["metrics"]["search_trials"]),
+        "val_pr_auc": candidate["metrics"]["pr_auc"],
         "test_pr_auc": deployed["test_metrics"]["pr_auc"],
+        "train_seconds": trained_s,
+        "deploy_seconds": deployed_s,
         "seconds": time.perf_counter() - started,
     }
-    return customers, summary
 
 
 # --------------------------------------------------------------------------- load: wrk
@@ -507,119 +606,162 @@ def logged_rows(database: Path) -> int:
         return connection.execute("SELECT COUNT(*) FROM prediction_log").fetchone()[0]
 
 
-def run(root: Path, uri: str, customers: list[dict], args) -> dict:
-    from bankmarketing.database import engine_for
+JSON_HEADERS = {"Content-Type": "application/json"}
 
+
+def write_bodies(root: Path, customers: list[dict]) -> dict[str, Path]:
+    """The request bodies, one JSON file each (wrk reads them): the same customer everywhere."""
     customer = customers[0]
     bodies = {
-        "predict": json.dumps({"customer": customer}),
-        "batch": json.dumps({"customers": [customers[i % len(customers)] for i in range(BATCH_ROWS)]}),
-        "invocations": json.dumps({"dataframe_records": [customer]}),
+        "predict": {"customer": customer},
+        "explain": {"customer": customer, "explain": True},
+        "batch": {"customers": [customers[i % len(customers)] for i in range(BATCH_ROWS)]},
+        "invocations": {"dataframe_records": [customer]},
     }
     files = {name: root / f"{name}.json" for name in bodies}
-    for name, text in bodies.items():
-        files[name].write_text(text)
-    predict_body = bodies["predict"].encode()
-    json_headers = {"Content-Type": "application/json"}
-    gunicorn = [str(BIN / "gunicorn"), "-c", GUNICORN_CONF]
+    for name, body in bodies.items():
+        files[name].write_text(json.dumps(body))
+    return files
+
+
+def predictor_server(folder: Path, uri: str, name: str, label: str, tag: str, log_predictions: bool, **extra):
+    """The predictor under gunicorn (2 workers) serving `name`@production; files in `folder`."""
+    from bankmarketing.database import engine_for
+
+    port = free_port()
+    database = f"sqlite:///{folder / f'platform-{tag}.db'}"
+    # The tables first: both workers creating them at once in a new SQLite file race,
+    # and the loser fails to boot ("table ... already exists").
+    engine_for(database).dispose()
+    env = server_env(
+        MLFLOW_TRACKING_URI=uri,
+        MODEL_NAME=name,
+        DATABASE_URL=database,
+        BANK_DATA_DIR=str(folder / f"data-{tag}"),
+        PREDICTOR_HOST="127.0.0.1",
+        PREDICTOR_PORT=str(port),
+        PREDICTOR_WORKERS="2",
+        PREDICTOR_CACHE_DIR=str(folder / f"cache-{tag}"),
+        PREDICTOR_LOG_PREDICTIONS=str(log_predictions).lower(),
+        PROMETHEUS_MULTIPROC_DIR=str(folder / f"prometheus-{tag}"),
+        **extra,
+    )
+    return running(
+        f"{label} (logging {tag})",
+        [str(BIN / "gunicorn"), "-c", GUNICORN_CONF, "bankmarketing.serving.app:create_app()"],
+        env,
+        folder / f"predictor-{tag}.log",
+        port,
+        lambda: requests.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200,
+    )
+
+
+def explain_check(base: str, body: bytes) -> str:
+    """Why the predictor does not explain this model ("" if it does); a 5xx is an error."""
+    answer = requests.post(f"{base}/predict", data=body, headers=JSON_HEADERS, timeout=30)
+    if 400 <= answer.status_code < 500:
+        try:
+            message = answer.json().get("error") or answer.text
+        except ValueError:
+            message = answer.text
+        return f"POST /predict with explain answers {answer.status_code}: {message.strip()[:300]}"
+    answer.raise_for_status()
+    if not answer.json().get("contributions"):
+        return "POST /predict with explain answers 200 without contributions"
+    return ""
+
+
+def run_kind(folder: Path, uri: str, setup: dict, files: dict[str, Path], args) -> dict:
+    """Every measurement of one kind's registered version; one server at a time."""
+    kind, name = setup["kind"], setup["model_name"]
+    folder.mkdir(parents=True, exist_ok=True)
+    predict_body = files["predict"].read_bytes()
+    label = f"{kind} predictor"
     results: dict = {}
 
-    def predictor(tag: str, log_predictions: bool, **extra: str):
-        port = free_port()
-        database = f"sqlite:///{root / f'platform-{tag}.db'}"
-        # The tables first: both workers creating them at once in a new SQLite file race,
-        # and the loser fails to boot ("table ... already exists").
-        engine_for(database).dispose()
-        env = server_env(
-            MLFLOW_TRACKING_URI=uri,
-            MODEL_NAME=MODEL_NAME,
-            DATABASE_URL=database,
-            BANK_DATA_DIR=str(root / f"data-{tag}"),
-            PREDICTOR_HOST="127.0.0.1",
-            PREDICTOR_PORT=str(port),
-            PREDICTOR_WORKERS="2",
-            PREDICTOR_CACHE_DIR=str(root / f"cache-{tag}"),
-            PREDICTOR_LOG_PREDICTIONS=str(log_predictions).lower(),
-            PROMETHEUS_MULTIPROC_DIR=str(root / f"prometheus-{tag}"),
-            **extra,
-        )
-        return running(
-            f"predictor (logging {tag})",
-            [*gunicorn, "bankmarketing.serving.app:create_app()"],
-            env,
-            root / f"predictor-{tag}.log",
-            port,
-            lambda: requests.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200,
-        )
-
-    # 1. the predictor, normal configuration: single, half rate, then batch (its 1,000 log
-    # rows per request keep the prediction log's writer busy long after).
-    with predictor("on", True) as server:
+    # 1. the predictor, normal configuration: single, explain, half rate, then batch (its
+    # 1,000 log rows per request keep the prediction log's writer busy long after).
+    with predictor_server(folder, uri, name, label, "on", True) as server:
         base = f"http://127.0.0.1:{server.port}"
-        answer = requests.post(f"{base}/predict", data=bodies["predict"], headers=json_headers, timeout=10)
+        answer = requests.post(f"{base}/predict", data=predict_body, headers=JSON_HEADERS, timeout=10)
         answer.raise_for_status()
         results["p_predictor"] = answer.json()["probability"]
-        check = requests.post(f"{base}/predict/batch", data=bodies["batch"], headers=json_headers, timeout=30)
+        results["fast_path"] = requests.get(f"{base}/model", timeout=10).json().get("fast_path")
+        check = requests.post(
+            f"{base}/predict/batch", data=files["batch"].read_bytes(), headers=JSON_HEADERS, timeout=60
+        )
         check.raise_for_status()
         if len(check.json()["predictions"]) != BATCH_ROWS:
             raise RuntimeError("the batch answer does not have one prediction per customer")
-        results["predictor"] = measure("predictor", server, "/predict", files["predict"], args)
+        results["predictor"] = measure(label, server, "/predict", files["predict"], args)
+        # explain right after (the ratio's two runs adjacent, so other load drifts least)
         time.sleep(2)  # the prediction log's writer catches up (it batches every 0.5 s)
+        results["explain_reason"] = explain_check(base, files["explain"].read_bytes())
+        if results["explain_reason"]:
+            log(f"{label}: explain not measured: {results['explain_reason']}")
+        else:
+            results["explain"] = measure(f"{label}, explain", server, "/predict", files["explain"], args)
+            time.sleep(2)
         rate = results["predictor"].rps / 2
-        results["half"] = half_rate("predictor", server, "/predict", predict_body, rate, args)
-        results["batch"] = measure("predictor batch", server, "/predict/batch", files["batch"], args)
+        results["half"] = half_rate(label, server, "/predict", predict_body, rate, args)
+        if not args.quick:
+            time.sleep(2)
+            results["batch"] = measure(f"{label} batch", server, "/predict/batch", files["batch"], args)
         time.sleep(5)  # let the prediction log's writer flush what it can before the stop
         results["scored"] = scored_rows(base)
-    results["logged"] = logged_rows(root / "platform-on.db")
-    results["left_spilled"] = spilled_rows(root / "cache-on/prediction-log-spill")
+    results["logged"] = logged_rows(folder / "platform-on.db")
+    results["left_spilled"] = spilled_rows(folder / "cache-on/prediction-log-spill")
 
     # 2. the predictor without the prediction log (comparison), the same open-loop rate.
-    if not args.skip_nolog:
-        with predictor("off", False) as server:
+    if not (args.skip_nolog or args.quick):
+        with predictor_server(folder, uri, name, label, "off", False) as server:
             results["predictor_nolog"] = measure(
-                "predictor, no log", server, "/predict", files["predict"], args
+                f"{label}, no log", server, "/predict", files["predict"], args
             )
             results["half_nolog"] = half_rate(
-                "predictor, no log", server, "/predict", predict_body, rate, args
+                f"{label}, no log", server, "/predict", predict_body, rate, args
             )
             results["batch_nolog"] = measure(
-                "predictor batch, no log", server, "/predict/batch", files["batch"], args
+                f"{label} batch, no log", server, "/predict/batch", files["batch"], args
             )
 
     # 2b. the predictor with a shadow challenger: every request scored by two versions.
     if args.challenger:
-        with predictor("shadow", True, PREDICTOR_CHALLENGER_MODE="shadow") as server:
+        with predictor_server(
+            folder, uri, name, label, "shadow", True, PREDICTOR_CHALLENGER_MODE="shadow"
+        ) as server:
             info = requests.get(f"http://127.0.0.1:{server.port}/challenger", timeout=10).json()
             if not (info["challenger"] or {}).get("scoring"):
                 raise RuntimeError(f"the shadow predictor is not scoring a challenger: {info}")
             results["shadow"] = measure(
-                "predictor, shadow challenger", server, "/predict", files["predict"], args
+                f"{label}, shadow challenger", server, "/predict", files["predict"], args
             )
-            time.sleep(2)
-            results["batch_shadow"] = measure(
-                "predictor batch, shadow challenger", server, "/predict/batch", files["batch"], args
-            )
+            if not args.quick:
+                time.sleep(2)
+                results["batch_shadow"] = measure(
+                    f"{label} batch, shadow challenger", server, "/predict/batch", files["batch"], args
+                )
 
-    # 3. the anchor: mlflow models serve on the same registered model.
+    # 3. the anchor: mlflow models serve on the same registered version.
     port = free_port()
-    model_uri = f"models:/{MODEL_NAME}@production"
+    model_uri = f"models:/{name}@production"
     argv = [str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local"]
     argv += ["-w", "2", "-p", str(port), "-h", "127.0.0.1"]
-    env = server_env(MLFLOW_TRACKING_URI=uri)
-    results["mlflow_how"] = "mlflow models serve --env-manager local -w 2"
+    results["mlflow_how"] = f"mlflow models serve -m {model_uri} --env-manager local -w 2"
+    mlflow_label = f"{kind} mlflow scoring server"
     with running(
-        "mlflow scoring server",
+        mlflow_label,
         argv,
-        env,
-        root / "mlflow-serve.log",
+        server_env(MLFLOW_TRACKING_URI=uri),
+        folder / "mlflow-serve.log",
         port,
         lambda: requests.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code == 200,
         timeout_s=120,
     ) as server:
         answer = requests.post(
             f"http://127.0.0.1:{port}/invocations",
-            data=bodies["invocations"],
-            headers=json_headers,
+            data=files["invocations"].read_bytes(),
+            headers=JSON_HEADERS,
             timeout=30,
         )
         answer.raise_for_status()
@@ -628,35 +770,33 @@ def run(root: Path, uri: str, customers: list[dict], args) -> dict:
         # uvicorn keeps connections open, and here a request on a reused connection waits
         # ~45 ms more (wrk with one connection: ~50 ms a request with keep-alive, ~6 ms with a
         # new connection each), while gunicorn's sync workers close after every response
-        # anyway. So both ways, and the ratios use the faster.
-        keep = measure(
-            "mlflow scoring server, keep-alive", server, "/invocations", files["invocations"], args
-        )
-        close = measure(
-            "mlflow scoring server, Connection: close",
-            server,
-            "/invocations",
-            files["invocations"],
-            args,
-            True,
-        )
-        results["mlflow_keepalive"], results["mlflow_close"] = keep, close
-        results["mlflow"] = max(keep, close, key=lambda load: load.rps)
+        # anyway. So both ways (--quick: a new connection each only), and the ratios use the faster.
+        runs = [] if args.quick else [("mlflow_keepalive", "keep-alive", False)]
+        runs += [("mlflow_close", "Connection: close", True)]
+        for key, how, close in runs:
+            results[key] = measure(
+                f"{mlflow_label}, {how}", server, "/invocations", files["invocations"], args, close
+            )
+        results["mlflow"] = max((results[key] for key, _, _ in runs), key=lambda load: load.rps)
+    return results
 
-    # 4. the floor: hello under the same gunicorn config, then the same open loop.
+
+def run_hello(root: Path, files: dict[str, Path], rate: float, args) -> dict:
+    """The floor: hello under the same gunicorn config, then the open loop at `rate`."""
     port = free_port()
     with running(
         "flask hello",
-        [*gunicorn, "--chdir", str(BENCH), "hello_app:create_app()"],
+        [str(BIN / "gunicorn"), "-c", GUNICORN_CONF, "--chdir", str(BENCH), "hello_app:create_app()"],
         server_env(PREDICTOR_HOST="127.0.0.1", PREDICTOR_PORT=str(port), PREDICTOR_WORKERS="2"),
         root / "hello.log",
         port,
-        lambda: requests.post(f"http://127.0.0.1:{port}/", data=bodies["predict"], timeout=2).ok,
+        lambda: requests.post(f"http://127.0.0.1:{port}/", data=files["predict"].read_bytes(), timeout=2).ok,
         cwd=BENCH,
     ) as server:
-        results["hello"] = measure("flask hello", server, "/", files["predict"], args)
-        results["half_hello"] = half_rate("flask hello", server, "/", predict_body, rate, args)
-    return results
+        return {
+            "hello": measure("flask hello", server, "/", files["predict"], args),
+            "half_hello": half_rate("flask hello", server, "/", files["predict"].read_bytes(), rate, args),
+        }
 
 
 # --------------------------------------------------------------------------- report
@@ -672,17 +812,60 @@ def machine() -> str:
     return f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}"
 
 
-def report(results: dict, setup: dict, args, elapsed_s: float) -> None:
-    hello, anchor, on, batch = results["hello"], results["mlflow"], results["predictor"], results["batch"]
-    half = results["half"]
+def summary(results: dict | None, hello: dict | None) -> dict[str, float]:
+    """The figures of a kind's summary line (nan: not measured)."""
+    if not results:
+        return dict.fromkeys(("ratio_mlflow", "ratio_hello", "p99_half_ms", "explain_ratio"), NAN)
+    rps = results["predictor"].rps
+    return {
+        "ratio_mlflow": rps / results["mlflow"].rps,
+        "ratio_hello": rps / hello["hello"].rps if hello else NAN,
+        "p99_half_ms": results["half"]["p99"],
+        "explain_ratio": rps / results["explain"].rps if "explain" in results else NAN,
+    }
+
+
+def misses(kind: str, figures: dict[str, float], results: dict | None) -> list[str]:
+    """The goals a kind misses, with the reason of a nan."""
+    if not results:
+        return ["not measured"]
+    found = []
+    for key, target, ok in [
+        ("ratio_mlflow", TARGETS["vs_mlflow"], lambda v: v >= TARGETS["vs_mlflow"]),
+        ("ratio_hello", TARGETS["vs_hello"], lambda v: v >= TARGETS["vs_hello"]),
+        ("p99_half_ms", TARGETS["half_rate_p99_ms"], lambda v: v <= TARGETS["half_rate_p99_ms"]),
+    ]:
+        if not ok(figures[key]):  # nan misses
+            sign = "<=" if key == "p99_half_ms" else ">="
+            found.append(f"{key} {figures[key]:.2f} (goal {sign} {target:g})")
+    if kind in TREE_KINDS:
+        explain = figures["explain_ratio"]
+        if math.isnan(explain):
+            found.append(
+                f"explain_ratio nan (goal <= {TARGETS['explain_ratio']:g}): {results['explain_reason']}"
+            )
+        elif explain > TARGETS["explain_ratio"]:
+            found.append(f"explain_ratio {explain:.2f} (goal <= {TARGETS['explain_ratio']:g})")
+    return found
+
+
+def describe(setup: dict) -> str:
+    params = ", ".join(f"{k}={v}" for k, v in sorted(setup["params"].items()))
+    return f"{setup['kind']} ({params}) + {setup['calibration']} calibration"
+
+
+def report_kind(setup: dict, results: dict, hello: dict | None, args) -> None:
+    """The detailed report of one kind."""
+    kind, on, anchor, half = setup["kind"], results["predictor"], results["mlflow"], results["half"]
     rule = "-" * 108
     print()
-    print(f"serving benchmark on {machine()}, load average {os.getloadavg()[0]:.1f} at the end")
+    print(f"=== {kind} " + "=" * (104 - len(kind)))
+    fast = {True: "yes", False: "NO (the sklearn pipeline)", None: "?"}[results["fast_path"]]
     print(
-        f"model: {MODEL_NAME} v{setup['version']} "
-        f"(XGBoost {REFERENCE_XGBOOST_PARAMS['n_estimators']} trees + isotonic "
-        f"calibration, val PR-AUC {setup['val_pr_auc']:.3f}, test {setup['test_pr_auc']:.3f}), "
-        f"prepared, trained and deployed in {setup['seconds']:.0f} s"
+        f"model: {setup['model_name']} v{setup['version']}: {describe(setup)}; val PR-AUC "
+        f"{setup['val_pr_auc']:.3f}, test {setup['test_pr_auc']:.3f}; "
+        f"search trials {setup['search_trials']}; trained in {setup['train_seconds']:.0f} s, "
+        f"deployed in {setup['deploy_seconds']:.0f} s; predictor fast path: {fast}"
     )
     print(
         f"load: wrk -t1 -c{args.connections} -d{args.duration:.0f}s --latency after a {args.warmup:.0f} s "
@@ -693,7 +876,7 @@ def report(results: dict, setup: dict, args, elapsed_s: float) -> None:
         f"{'target':<44}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'errors':>7}"
         f"{'server':>8}{'others':>8}  anchor measured before"
     )
-    print(f"{'':<44}{'':>9}{'':>8}{'':>8}{'':>7}{'cores':>8}{'cores':>8}")
+    print(f"{'':<44}{'':>9}{'':>8}{'':>8}{'':>7}{'cores':>8}{'cores':>8}  (reference XGBoost)")
     print(rule)
 
     def row(name: str, load: Load, anchor_text: str = "") -> None:
@@ -703,48 +886,67 @@ def report(results: dict, setup: dict, args, elapsed_s: float) -> None:
         )
 
     row("predictor /predict, logging on (normal)", on)
+    if "explain" in results:
+        row("predictor /predict explain=true, logging on", results["explain"])
     if "predictor_nolog" in results:
         row("predictor /predict, logging off", results["predictor_nolog"])
-    row(
-        "mlflow serve /invocations, keep-alive",
-        results["mlflow_keepalive"],
-        "281 req/s, p50 24 ms, p99 126 ms",
-    )
+    if "mlflow_keepalive" in results:
+        row(
+            "mlflow serve /invocations, keep-alive",
+            results["mlflow_keepalive"],
+            "281 req/s, p50 24 ms, p99 126 ms",
+        )
     row("mlflow serve /invocations, Connection: close", results["mlflow_close"])
-    row("flask hello, same gunicorn config (floor)", hello, "5,292 req/s, p50 1.4 ms")
-    row(f"predictor /predict/batch x{BATCH_ROWS:,}, logging on", batch)
+    if hello:
+        row("flask hello, same gunicorn config (floor)", hello["hello"], "5,292 req/s, p50 1.4 ms")
+    if "batch" in results:
+        row(f"predictor /predict/batch x{BATCH_ROWS:,}, logging on", results["batch"])
     if "batch_nolog" in results:
         row(f"predictor /predict/batch x{BATCH_ROWS:,}, logging off", results["batch_nolog"])
     if "shadow" in results:
         row("predictor /predict, shadow challenger", results["shadow"])
+    if "batch_shadow" in results:
         row(f"predictor /predict/batch x{BATCH_ROWS:,}, shadow challenger", results["batch_shadow"])
     print(rule)
 
     def verdict(ok: bool) -> str:
         return "meets the target" if ok else "MISSES the target"
 
-    vs_mlflow, vs_hello, rows_s = on.rps / anchor.rps, on.rps / hello.rps, batch.rps * BATCH_ROWS
+    figures = summary(results, hello)
+    vs_mlflow, vs_hello = figures["ratio_mlflow"], figures["ratio_hello"]
+    how = "" if "mlflow_keepalive" in results else ", Connection: close only (--quick)"
     print(
         f"predictor / mlflow serve req/s {vs_mlflow:9.1f} x    target >= {TARGETS['vs_mlflow']:.0f} x: "
         f"{verdict(vs_mlflow >= TARGETS['vs_mlflow'])} (/ the published 281 req/s: "
-        f"{on.rps / ANCHOR_MLFLOW['rps']:.1f} x)"
+        f"{on.rps / ANCHOR_MLFLOW['rps']:.1f} x{how})"
     )
     print(
         f"predictor / hello req/s        {vs_hello:9.3f}      target >= {TARGETS['vs_hello']:.2f}: "
         f"{verdict(vs_hello >= TARGETS['vs_hello'])} (/ the published 5,292 req/s: "
         f"{on.rps / ANCHOR_HELLO['rps']:.2f})"
     )
-    nolog_rows = (
-        f"; logging off {results['batch_nolog'].rps * BATCH_ROWS:,.0f}" if "batch_nolog" in results else ""
-    )
-    print(
-        f"batch rows/s, logging on       {rows_s:9,.0f}      target >= {TARGETS['batch_rows_s']:,.0f}: "
-        f"{verdict(rows_s >= TARGETS['batch_rows_s'])}{nolog_rows}"
-    )
-    if "shadow" in results:
-        shadow, batch_shadow = results["shadow"].rps / on.rps, results["batch_shadow"].rps / batch.rps
+    if "batch" in results:
+        rows_s = results["batch"].rps * BATCH_ROWS
+        nolog_rows = (
+            f"; logging off {results['batch_nolog'].rps * BATCH_ROWS:,.0f}"
+            if "batch_nolog" in results
+            else ""
+        )
         print(
-            f"shadow challenger / production only: req/s {shadow:.3f}, batch rows/s {batch_shadow:.3f} "
+            f"batch rows/s, logging on       {rows_s:9,.0f}      target >= {TARGETS['batch_rows_s']:,.0f}: "
+            f"{verdict(rows_s >= TARGETS['batch_rows_s'])}{nolog_rows}"
+        )
+    else:
+        print("batch rows/s                   not measured (--quick)")
+    if "shadow" in results:
+        shadow = results["shadow"].rps / on.rps
+        batch_shadow = (
+            f", batch rows/s {results['batch_shadow'].rps / results['batch'].rps:.3f}"
+            if "batch_shadow" in results
+            else ""
+        )
+        print(
+            f"shadow challenger v{setup['challenger']} / production only: req/s {shadow:.3f}{batch_shadow} "
             f"(vs mlflow serve {results['shadow'].rps / anchor.rps:.1f} x)"
         )
     p99_target = TARGETS["half_rate_p99_ms"]
@@ -752,6 +954,23 @@ def report(results: dict, setup: dict, args, elapsed_s: float) -> None:
         f"p99 at half the max rate       {half['p99']:9.2f} ms   "
         f"target <= {p99_target:.0f} ms: {verdict(half['p99'] <= p99_target)}"
     )
+    explain_goal = (
+        f"target <= {TARGETS['explain_ratio']:.0f} (tree kinds): "
+        if kind in TREE_KINDS
+        else "no target (not a tree kind): "
+    )
+    if "explain" in results:
+        ratio, explain = figures["explain_ratio"], results["explain"]
+        ok = ratio <= TARGETS["explain_ratio"] or kind not in TREE_KINDS
+        print(
+            f"explain: req/s without / with  {ratio:9.2f} x    {explain_goal}"
+            f"{verdict(ok) if kind in TREE_KINDS else 'reported'} (p50 {on.p50:.2f} -> "
+            f"{explain.p50:.2f} ms: {explain.p50 / on.p50:.2f} x)"
+        )
+    else:
+        missed = verdict(False) if kind in TREE_KINDS else "reported"
+        reason = results["explain_reason"]
+        print(f"explain: req/s without / with        nan      {explain_goal}{missed}: {reason}")
     print(rule)
     print(
         f"open loop: {half['rate']:,.0f} req/s (half of {on.rps:,.0f}) for {args.duration:.0f} s after a "
@@ -760,7 +979,10 @@ def report(results: dict, setup: dict, args, elapsed_s: float) -> None:
     )
     runs = [("predictor, logging on", half)]
     runs += [("predictor, logging off", results["half_nolog"])] if "half_nolog" in results else []
-    runs += [("flask hello (the method's floor)", results["half_hello"])]
+    if hello:
+        floor = hello["half_hello"]
+        at = "" if abs(floor["rate"] - half["rate"]) < 0.5 else f" at {floor['rate']:,.0f} req/s"
+        runs += [(f"flask hello (floor){at}", floor)]
     for name, r in runs:
         failures = f" {r['failure_kinds']}" if r["failures"] else ""
         print(
@@ -781,19 +1003,89 @@ def report(results: dict, setup: dict, args, elapsed_s: float) -> None:
         f"same model: /predict probability {results['p_predictor']:.6f}, /invocations "
         f"{results['p_mlflow']:.6f}"
     )
+
+
+def report(outcomes: dict[str, dict], hello: dict | None, prepared_s: float, args, elapsed_s: float) -> None:
+    """Per kind the detailed report; then the run's context, the goals' misses and the summary lines."""
+    for kind, outcome in outcomes.items():
+        if outcome["results"]:
+            report_kind(outcome["setup"], outcome["results"], hello, args)
+        else:
+            print()
+            print(f"=== {kind} " + "=" * (104 - len(kind)))
+            print(f"FAILED: {outcome['error']} (the traceback is in the log on stderr)")
+    print()
+    print("=" * 108)
+    print(f"serving benchmark on {machine()}, load average {os.getloadavg()[0]:.1f} at the end")
+    if hello:
+        print(
+            f"flask hello (floor, once for the run): {hello['hello'].rps:,.0f} req/s, p50 "
+            f"{hello['hello'].p50:.2f} ms; its open loop at {hello['half_hello']['rate']:,.0f} req/s "
+            "(the highest half rate of the run)"
+        )
+    else:
+        print("flask hello: not measured (see the log): ratio_hello is nan")
     print(
         "'others cores': CPU used meanwhile by processes that are neither the server nor the load "
         "generator (other work on this machine); high values make the numbers pessimistic"
     )
-    print(f"total time {elapsed_s:.0f} s")
+    print(f"prepared in {prepared_s:.0f} s; total time {elapsed_s:.0f} s")
+    print(
+        f"goals: ratio_mlflow >= {TARGETS['vs_mlflow']:g}, ratio_hello >= {TARGETS['vs_hello']:.2f}, "
+        f"p99_half_ms <= {TARGETS['half_rate_p99_ms']:g}; tree kinds explain_ratio <= "
+        f"{TARGETS['explain_ratio']:g} (explain_ratio: req/s without explain / with)"
+    )
+    lines = []
+    for kind, outcome in outcomes.items():
+        figures = summary(outcome["results"], hello)
+        missed = misses(kind, figures, outcome["results"])
+        if not outcome["results"]:
+            print(f"  {kind}: NOT MEASURED, so misses every goal: {outcome['error']}")
+        else:
+            print(f"  {kind}: " + ("MISSES " + "; ".join(missed) if missed else "meets every goal"))
+        if outcome["results"] and "explain" not in outcome["results"] and kind not in TREE_KINDS:
+            print(f"    explain_ratio nan: {outcome['results']['explain_reason']}")
+        lines.append(
+            f"serving {kind}: ratio_mlflow={figures['ratio_mlflow']:.1f} "
+            f"ratio_hello={figures['ratio_hello']:.2f} p99_half_ms={figures['p99_half_ms']:.1f} "
+            f"explain_ratio={figures['explain_ratio']:.1f}"
+        )
+    print()
+    print("\n".join(lines))
 
 
 # --------------------------------------------------------------------------- main
 
 
 def main() -> None:
+    from bankmarketing.training.train import TrainOptions
+
+    defaults = TrainOptions.model_fields
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
+        "--candidate",
+        choices=KINDS,
+        default=DEFAULT_KIND,
+        metavar="KIND",
+        help=f"the model kind to train, deploy and serve (default {DEFAULT_KIND}): {', '.join(KINDS)}",
+    )
+    which.add_argument(
+        "--all", action="store_true", help=f"every kind, one after the other: {', '.join(CANDIDATES)}"
+    )
+    parser.add_argument(
+        "--trials",
+        type=int,
+        default=defaults["trials"].default,
+        help="search trials per kind (default: the train stage's, %(default)s)",
+    )
+    parser.add_argument(
+        "--train-timeout",
+        type=float,
+        default=defaults["timeout_s"].default,
+        help="search time budget per kind, seconds (default: the train stage's, %(default)s)",
     )
     parser.add_argument("--duration", type=float, default=15.0, help="seconds per measured run")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up before each run")
@@ -809,6 +1101,12 @@ def main() -> None:
     )
     parser.add_argument("--skip-nolog", action="store_true", help="skip the logging-off comparison")
     parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="per kind only what the summary line needs: no logging-off comparison, no batch run, "
+        "mlflow serve with a new connection per request only (for --all)",
+    )
+    parser.add_argument(
         "--challenger",
         action="store_true",
         help="also measure the predictor in shadow mode (a second version scored on every request)",
@@ -818,21 +1116,50 @@ def main() -> None:
         sys.exit("wrk is not installed: `apt-get install -y wrk` (Debian/Ubuntu), then run again")
     if not args.data.is_file():
         sys.exit(f"the data file {args.data} is missing: pass --data or set BANK_DATA_PATH")
+    TrainOptions(trials=args.trials, timeout_s=args.train_timeout)  # bad values stop here
+    kinds = list(CANDIDATES) if args.all else [args.candidate]
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before xgboost loads libgomp
     started = time.perf_counter()
     root = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    outcomes: dict[str, dict] = {}
+    hello = None
     try:
         with contextlib.ExitStack() as stack:
-            log(f"working in {root}")
+            log(f"working in {root}; kinds: {', '.join(kinds)}")
             registry, uri = mlflow_server(root / "mlflow")
             stack.callback(registry.stop)
-            log(f"MLflow server at {uri}; prepare, train, deploy")
-            customers, setup = register_model(root / "model", args.data, uri, args.challenger)
-            log(f"registered {MODEL_NAME} v{setup['version']} as production in {setup['seconds']:.0f} s")
-            results = run(root, uri, customers, args)
-        report(results, setup, args, time.perf_counter() - started)
+            log(f"MLflow server at {uri}; prepare")
+            with contextlib.redirect_stdout(sys.stderr):
+                manifest, customers = prepare_data(root / "model", args.data, uri)
+            prepared_s = time.perf_counter() - started
+            files = write_bodies(root, customers)
+            for number, kind in enumerate(kinds, start=1):
+                log(f"{kind} ({number}/{len(kinds)}): train, deploy")
+                outcome = outcomes[kind] = {"setup": None, "results": None, "error": None}
+                try:
+                    with contextlib.redirect_stdout(sys.stderr):  # MLflow's run links: not the report
+                        setup = outcome["setup"] = register_model(
+                            root / "model", args.data, uri, manifest, kind, args
+                        )
+                    log(
+                        f"registered {setup['model_name']} v{setup['version']} as production in "
+                        f"{setup['seconds']:.0f} s"
+                    )
+                    outcome["results"] = run_kind(root / kind, uri, setup, files, args)
+                except Exception as exc:  # the next kind still runs; the report says why
+                    log(f"{kind}: FAILED\n{traceback.format_exc()}")
+                    outcome["error"] = f"{type(exc).__name__}: {str(exc).strip()[:500]}"
+            rates = [o["results"]["half"]["rate"] for o in outcomes.values() if o["results"]]
+            if rates:
+                try:
+                    hello = run_hello(root, files, max(rates), args)
+                except Exception:
+                    log(f"flask hello: FAILED\n{traceback.format_exc()}")
+        report(outcomes, hello, prepared_s, args, time.perf_counter() - started)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    if any(outcome["error"] for outcome in outcomes.values()) or hello is None:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
