@@ -230,7 +230,11 @@ def test_shapley_estimate_is_close_to_many_orders(pipelines, records, name):
     estimate, _ = permutation_shapley(*args)
     reference, _ = permutation_shapley(*args, permutations=256, seed=1)
     error = np.abs(estimate - reference).mean() / np.abs(reference).mean()
-    assert error <= 0.25, error
+    largest = np.abs(estimate - reference).max()
+    print(
+        f"{name}: 8 orders vs 256: mean abs error {error:.1%} of the mean |contribution|, max {largest:.3f}"
+    )
+    assert error <= 0.10, error  # measured ~0.04 (docs/serving.md)
 
 
 def test_versions_without_background_customers_cannot_be_explained_by_sampling(pipelines, records):
