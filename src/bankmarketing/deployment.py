@@ -304,11 +304,19 @@ def _gate_fairness(decision: Decision, gaps: pd.DataFrame, options: DeployOption
         )
     row = gaps[(gaps["measure"] == options.fairness_measure) & (gaps["dimension"] == dimension)].iloc[0]
     between = f"{row['lowest']} vs {row['highest']}" if row["lowest"] else f"group {row['highest']}"
+    return _refused(
+        decision,
+        f"its {options.fairness_measure} gap by {dimension} is {gap:.4f} ({between}), above the bound "
+        f"{options.max_fairness_gap:.4f}",
+    )
+
+
+def _refused(decision: Decision, why: str) -> Decision:
+    """The gate's promotion (or challenger) turned into a refusal that says why."""
     return replace(
         decision,
         action="refuse",
-        reason=f"{decision.reason.removesuffix(', promoted')}; but its {options.fairness_measure} gap "
-        f"by {dimension} is {gap:.4f} ({between}), above the bound {options.max_fairness_gap:.4f}: "
+        reason=f"{decision.reason.removesuffix(', promoted')}; but {why}: "
         + ("refused, production kept" if decision.action == "promote" else "refused, no challenger set"),
     )
 
@@ -329,13 +337,7 @@ def _gate_latency(decision: Decision, best: ModelVersion, options: DeployOptions
         if measured is None
         else f"serves one customer in {float(measured):.3f} ms"
     )
-    return replace(
-        decision,
-        action="refuse",
-        reason=f"{decision.reason.removesuffix(', promoted')}; but it {why}, above the budget "
-        f"{options.max_serving_ms:g} ms: "
-        + ("refused, production kept" if decision.action == "promote" else "refused, no challenger set"),
-    )
+    return _refused(decision, f"it {why}, above the budget {options.max_serving_ms:g} ms")
 
 
 def _decide(best, current, candidate_metrics, test, options, tracking_uri: str) -> Decision:
