@@ -254,8 +254,9 @@ def test_the_streamlit_form_scores_and_explains_with_the_served_version(stack, p
     assert value.endswith("%") and 0 < float(value.rstrip(" %")) < 100
     page.get_by_text(f"{stack['settings'].model_name} v").first.wait_for()
     page.get_by_role("heading", name="Why").wait_for(timeout=30_000)  # the contributions chart
-    page.get_by_text(f"Contributions to the {served['explained_output']} before calibration").wait_for()
-    page.get_by_text(served["explanation_method"]).first.wait_for()
+    output, method = served["explained_output"], served["explanation_method"]
+    caption = f"Contributions to the {output} before calibration ({method})"  # unit and method, shown
+    page.get_by_text(caption).wait_for()
     assert page.get_by_text("rejected").count() == 0
     page.locator("[data-testid='stVegaLiteChart'], .vega-embed").first.wait_for(timeout=30_000)
     _screenshot(page, "streamlit-score-customer.png", tmp_path)
