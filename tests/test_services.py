@@ -259,6 +259,8 @@ def test_the_streamlit_form_scores_and_explains_with_the_served_version(stack, p
     page.get_by_text(caption).wait_for()
     assert page.get_by_text("rejected").count() == 0
     page.locator("[data-testid='stVegaLiteChart'], .vega-embed").first.wait_for(timeout=30_000)
+    page.set_viewport_size({"width": 1400, "height": 1700})  # Streamlit scrolls inside: show the chart
+    page.get_by_role("heading", name="Why").scroll_into_view_if_needed()
     _screenshot(page, "streamlit-score-customer.png", tmp_path)
 
 
