@@ -40,8 +40,7 @@ def global_explanation(
     Raises `ExplanationUnavailable` for a version without contributions.
     """
     if sample_rows is None:
-        exact = scorer.fast and scorer.classifier.contributions is not None
-        sample_rows = EXACT_SAMPLE_ROWS if exact else SAMPLED_SAMPLE_ROWS
+        sample_rows = EXACT_SAMPLE_ROWS if scorer.exact_explanations else SAMPLED_SAMPLE_ROWS
     sample = customers.sample(min(sample_rows, len(customers)), random_state=seed).reset_index(drop=True)
     contributions = pd.DataFrame(scorer.explain(_records(sample))).drop(columns="bias")
     scores = scorer.score_frame(sample)

@@ -51,6 +51,7 @@ class Classifier:
 
     kind: str
     output: str  # what `margin` and the contributions are in
+    method: str  # how the contributions are computed
     response: Function  # what the calibrator was fitted on
     margin: Function  # the output that explanations add up to
     #: (n, width + 1): exact contributions per column, then the base value; None: the kind is
@@ -75,7 +76,7 @@ class Classifier:
         for kind, compiler in KINDS.items():
             if type(estimator) is compiler.estimator_type:
                 require(decides == compiler.decides, f"{kind}: calibrated on another response")
-                return cls(kind, compiler.output, *compiler.compile(estimator), calibrate)
+                return cls(kind, compiler.output, compiler.method, *compiler.compile(estimator), calibrate)
         raise Unsupported(f"classifier {type(estimator).__name__}")
 
     def score(self, X: np.ndarray) -> np.ndarray:
@@ -236,7 +237,7 @@ def _svc(model: SVC) -> tuple[Function, ...]:
     """An RBF SVC's decision function: sum of dual coefficients x kernel, plus the intercept."""
     require(model.kernel == "rbf" and len(model.classes_) == 2, "svc setup")
     vectors, dual = model.support_vectors_, model.dual_coef_[0]
-    intercept, gamma, squares = model.intercept_[0], model._gamma, (model.support_vectors_**2).sum(axis=1)
+    intercept, gamma, squares = model.intercept_[0], model._gamma, (vectors**2).sum(axis=1)
 
     def decision(X: np.ndarray) -> np.ndarray:
         if not np.isfinite(X).all():
@@ -256,19 +257,23 @@ class KindCompiler:
     estimator_type: type
     decides: bool  # calibrated on decision_function (else on predict_proba[:, 1])
     output: str
+    method: str
     compile: Callable[[Any], tuple[Function, Function, Function | None]]  # response, margin, contributions
 
 
+TREE_SHAP, SHAPLEY = "exact TreeSHAP", "permutation Shapley"
 #: Every kind `train` can register (training.candidates), by the fitted estimator's type.
 KINDS: dict[str, KindCompiler] = {
-    "xgboost": KindCompiler(xgboost.XGBClassifier, False, "log-odds", _xgboost),
-    "logistic_regression": KindCompiler(LogisticRegression, True, "log-odds", _logistic_regression),
+    "xgboost": KindCompiler(xgboost.XGBClassifier, False, "log-odds", TREE_SHAP, _xgboost),
+    "logistic_regression": KindCompiler(
+        LogisticRegression, True, "log-odds", "linear terms", _logistic_regression
+    ),
     "hist_gradient_boosting": KindCompiler(
-        HistGradientBoostingClassifier, True, "log-odds", _hist_gradient_boosting
+        HistGradientBoostingClassifier, True, "log-odds", TREE_SHAP, _hist_gradient_boosting
     ),
     "random_forest": KindCompiler(
-        RandomForestClassifier, False, "probability (share of trees' votes)", _random_forest
+        RandomForestClassifier, False, "probability (share of trees' votes)", TREE_SHAP, _random_forest
     ),
-    "mlp": KindCompiler(MLPClassifier, False, "log-odds", _mlp),
-    "svc": KindCompiler(SVC, True, "SVM decision value", _svc),
+    "mlp": KindCompiler(MLPClassifier, False, "log-odds", SHAPLEY, _mlp),
+    "svc": KindCompiler(SVC, True, "SVM decision value", SHAPLEY, _svc),
 }

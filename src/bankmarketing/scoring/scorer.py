@@ -93,12 +93,17 @@ class Scorer:
         """How `explain` computes contributions, or None when it cannot."""
         if not self.fast:
             return None
-        if self.classifier.contributions is not None:
-            return "linear terms" if self.kind == "logistic_regression" else "exact TreeSHAP"
+        if self.exact_explanations:
+            return self.classifier.method
         if self.background is None:
             return None
         rows = len(next(iter(self.background.values())))
-        return f"permutation Shapley ({rows} background customers)"
+        return f"{self.classifier.method} ({rows} background customers)"
+
+    @property
+    def exact_explanations(self) -> bool:
+        """Whether contributions are exact (linear terms, TreeSHAP) rather than sampled."""
+        return self.fast and self.classifier.contributions is not None
 
     @property
     def explained_output(self) -> str | None:
@@ -138,7 +143,7 @@ class Scorer:
         if not records:
             return []
         columns = self._record_columns(records)
-        if self.classifier.contributions is None:
+        if not self.exact_explanations:
             raw, bias = permutation_shapley(self._margin_of, columns, self.background, self.layout.fields)
         else:
             parts = np.asarray(
