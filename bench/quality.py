@@ -5,12 +5,13 @@ cross-validation on the fold's training part, calibration, scoring of the held-o
 beside the anchor in the same run: XGBoost on one-hot raw features, no engineered
 features, no calibration (the published design, measured here at ROC-AUC 0.804, PR-AUC 0.462).
 
-With --compare-ensemble, each fold also fits scikit-learn's default calibration arrangement
-(`CalibratedClassifierCV(ensemble=True)`: one model and one calibrator per inner fold, their
-probabilities averaged, so a prediction runs `cv_folds` models) with the same searched
-parameters, and the report gives both arrangements' quality, their per-fold PR-AUC difference
-(the noise to judge it by) and the single-row scoring latency of what the predictor would serve:
-the platform's arrangement through the compiled scorer, the ensemble through
+With --compare-calibration, each fold also fits the other calibration arrangements with the
+same searched parameters: one model with a plain isotonic or a sigmoid calibrator, and
+scikit-learn's default (`CalibratedClassifierCV(ensemble=True)`: one model and one isotonic
+calibrator per inner fold, their probabilities averaged, so a prediction runs `cv_folds`
+models). The report gives each arrangement's quality, its per-fold PR-AUC difference to the
+ensemble (the noise to judge it by) and the single-row scoring latency of what the predictor
+would serve: one model through the compiled scorer, the ensemble through
 `pipeline.predict_proba` (the scorer compiles one model only).
 
     make bench                        # or: .venv/app/bin/python bench/quality.py --help
@@ -37,7 +38,7 @@ from bankmarketing.data.validation import validate
 from bankmarketing.scoring import Scorer, single_row_ms
 from bankmarketing.training.candidates import CANDIDATES
 from bankmarketing.training.evaluation import expected_calibration_error
-from bankmarketing.training.train import TrainOptions, calibrated, xy
+from bankmarketing.training.train import TrainOptions, fit_calibrated, xy
 from bankmarketing.training.tuning import search
 
 ANCHOR = {"roc_auc": 0.804, "pr_auc": 0.462}  # tuned XGBoost, measured on this machine
@@ -94,7 +95,9 @@ def main() -> None:
     parser.add_argument("--timeout-s", type=float, default=60)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument(
-        "--compare-ensemble", action="store_true", help="also fit the k-fold calibration ensemble"
+        "--compare-calibration",
+        action="store_true",
+        help="also fit the other calibration arrangements (one model + isotonic or sigmoid, k-fold ensemble)",
     )
     args = parser.parse_args()
 
@@ -102,8 +105,10 @@ def main() -> None:
     X, y = xy(frame)
     options = TrainOptions(trials=args.trials, timeout_s=args.timeout_s)
     outer = StratifiedKFold(args.folds, shuffle=True, random_state=0)
-    ours, anchor, ensemble = np.zeros(len(y)), np.zeros(len(y)), np.zeros(len(y))
-    latency: dict[str, list[float]] = {"one model + one calibrator": [], "k-fold ensemble": []}
+    arrangements = calibration_arrangements(options, everyone=args.compare_calibration)
+    compared = {name: np.zeros(len(y)) for name in arrangements}
+    ours, anchor = next(iter(compared.values())), np.zeros(len(y))  # the first is what train registers
+    latency: dict[str, list[float]] = {name: [] for name in arrangements}
     started = time.monotonic()
     for fold, (train, test) in enumerate(outer.split(X, y), start=1):
         found = search(
@@ -115,24 +120,21 @@ def main() -> None:
             cv_folds=options.cv_folds,
             seed=options.seed,
         )
-        model = calibrated(CANDIDATES[args.candidate], found.params, options)
-        ours[test] = model.fit(X.iloc[train], y[train]).predict_proba(X.iloc[test])[:, 1]
-        if args.compare_ensemble:
-            averaged = calibrated(CANDIDATES[args.candidate], found.params, options, ensemble=True)
-            ensemble[test] = averaged.fit(X.iloc[train], y[train]).predict_proba(X.iloc[test])[:, 1]
-            latency["one model + one calibrator"].append(
-                single_row_ms(Scorer.from_pipeline(model), X.iloc[test])
+        for name, (arrangement, ensemble) in arrangements.items():
+            model = fit_calibrated(
+                CANDIDATES[args.candidate], found.params, arrangement, X.iloc[train], y[train], ensemble
             )
-            latency["k-fold ensemble"].append(single_row_ms(Scorer.from_pipeline(averaged), X.iloc[test]))
+            compared[name][test] = model.predict_proba(X.iloc[test])[:, 1]
+            if args.compare_calibration:
+                latency[name].append(single_row_ms(Scorer.from_pipeline(model), X.iloc[test]))
         anchor[test] = anchor_pipeline().fit(X.iloc[train], y[train]).predict_proba(X.iloc[test])[:, 1]
         print(
             f"fold {fold}/{args.folds}: {found.trials} trials, "
             f"ours PR-AUC {average_precision_score(y[test], ours[test]):.4f}, "
             f"anchor PR-AUC {average_precision_score(y[test], anchor[test]):.4f}"
-            + (
-                f", k-fold ensemble PR-AUC {average_precision_score(y[test], ensemble[test]):.4f}"
-                if args.compare_ensemble
-                else ""
+            + "".join(
+                f", {name} PR-AUC {average_precision_score(y[test], proba[test]):.4f}"
+                for name, proba in list(compared.items())[1:]
             ),
             flush=True,
         )
@@ -153,37 +155,54 @@ def main() -> None:
             f"{published if published else float('nan'):19.3f} "
             f"{o / published if published else float('nan'):6.3f} {TARGET[metric]:7.2f}"
         )
-    if args.compare_ensemble:
-        report_ensemble(y, ours, ensemble, outer.split(X, y), latency, options.cv_folds)
+    if args.compare_calibration:
+        report_calibration(y, compared, list(outer.split(X, y)), latency, options.cv_folds)
 
 
-def report_ensemble(y, ours, ensemble, folds, latency: dict[str, list[float]], k: int) -> None:
-    """Both calibration arrangements: quality, the per-fold PR-AUC difference, serving cost."""
-    differences = [
-        average_precision_score(y[test], ours[test]) - average_precision_score(y[test], ensemble[test])
-        for _, test in folds
-    ]
+ENSEMBLE = "k-fold ensemble, isotonic"
+
+
+def calibration_arrangements(options: TrainOptions, everyone: bool) -> dict[str, tuple[TrainOptions, bool]]:
+    """Name -> (options, ensemble) of each arrangement; the first is what `train` registers, the
+    others (`everyone`) the ones it is compared with."""
+    ours = {f"one model + {options.calibration.replace('_', ' ')} (train)": (options, False)}
+    if not everyone:
+        return ours
+    others = {
+        f"one model + {method.replace('_', ' ')}": (options.model_copy(update={"calibration": method}), False)
+        for method in ("centered_isotonic", "isotonic", "sigmoid")
+        if method != options.calibration
+    }
+    return ours | others | {ENSEMBLE: (options.model_copy(update={"calibration": "isotonic"}), True)}
+
+
+def report_calibration(
+    y, compared: dict[str, np.ndarray], folds, latency: dict[str, list[float]], k: int
+) -> None:
+    """Each calibration arrangement: quality, its per-fold PR-AUC difference to the ensemble, cost."""
+    ensemble = compared[ENSEMBLE]
     print(f"\ncalibration arrangements (same searched parameters per fold, {k} inner folds)")
     print(
-        f"{'arrangement':<28} {'roc_auc':>8} {'pr_auc':>8} {'ece':>7} "
-        f"{'models/prediction':>18} {'1-row ms':>9}"
+        f"{'arrangement':<38} {'roc_auc':>8} {'pr_auc':>8} {'ece':>7} {'models':>7} {'1-row ms':>9} "
+        f"{'PR-AUC - ensemble, per fold (mean +- sd)':>42}"
     )
-    for name, proba, models in (("one model + one calibrator", ours, 1), ("k-fold ensemble", ensemble, k)):
+    for name, proba in compared.items():
         s = scores(y, proba)
-        print(
-            f"{name:<28} {s['roc_auc']:8.4f} {s['pr_auc']:8.4f} {s['ece']:7.4f} {models:>18} "
-            f"{np.median(latency[name]):9.3f}"
+        differences = [
+            average_precision_score(y[test], proba[test]) - average_precision_score(y[test], ensemble[test])
+            for _, test in folds
+        ]
+        mean, sd = np.mean(differences), np.std(differences, ddof=1)
+        verdict = (
+            "-"
+            if name == ENSEMBLE
+            else f"{mean:+.4f} +- {sd:.4f} " + ("within noise" if abs(mean) <= 2 * sd else "BEYOND noise")
         )
-    print(
-        f"PR-AUC (one model) - PR-AUC (ensemble) per fold: mean {np.mean(differences):+.4f}, "
-        f"sd {np.std(differences, ddof=1):.4f} ({', '.join(f'{d:+.4f}' for d in differences)})"
-    )
-    within = abs(np.mean(differences)) <= 2 * np.std(differences, ddof=1)
-    print(
-        f"calibration ensemble: {'within' if within else 'BEYOND'} "
-        "noise (|mean| <= 2 sd of the per-fold differences); serving cost ratio "
-        f"{np.median(latency['k-fold ensemble']) / np.median(latency['one model + one calibrator']):.1f}x"
-    )
+        print(
+            f"{name:<38} {s['roc_auc']:8.4f} {s['pr_auc']:8.4f} {s['ece']:7.4f} "
+            f"{k if name == ENSEMBLE else 1:>7} {np.median(latency[name]):9.3f} {verdict:>42}"
+        )
+    print("within noise: |mean| <= 2 sd of the per-fold differences")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ the other in the same run and against the same MLflow server:
   settings) or `--all` (every kind of bankmarketing.training.candidates.CANDIDATES:
   logistic_regression, random_forest, xgboost, svc, mlp, hist_gradient_boosting);
 * the `train` stage trains that kind alone with its default search (TrainOptions defaults:
-  --trials 25, --train-timeout 60 s per kind, isotonic calibration, threshold on F1: the kind
+  --trials 25, --train-timeout 60 s per kind, centered isotonic calibration, threshold on F1: the kind
   as `make demo` produces it) and registers it; `deploy` gives it the alias `production`.
   Every kind is version 1 of its own registered model `bench-serving-KIND`: with one model for
   all kinds, deploy's gate would keep the better kind in production and the next kind would

@@ -64,9 +64,11 @@ TOLERANCE = {
     "mlp": 1e-12,
     "svc": 1e-9,
 }
-FAST = [(name, "isotonic", None) for name in CANDIDATES]
+DEFAULT = TrainOptions().calibration  # centered isotonic
+FAST = [(name, DEFAULT, None) for name in CANDIDATES]
+FAST += [(name, "isotonic", None) for name in ("xgboost", "hist_gradient_boosting")]
 FAST += [(name, "sigmoid", None) for name in ("xgboost", "logistic_regression", "hist_gradient_boosting")]
-FAST += [("xgboost", "isotonic", True), ("logistic_regression", "sigmoid", False)]  # rescaled
+FAST += [("xgboost", DEFAULT, True), ("logistic_regression", "sigmoid", False)]  # rescaled
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +86,7 @@ def pipelines(frame):
     X, y = xy(frame)
     trained = {}
 
-    def get(name: str, method: str = "isotonic", scale: bool | None = None):
+    def get(name: str, method: str = DEFAULT, scale: bool | None = None):
         if (name, method, scale) not in trained:
             candidate, rows = CANDIDATES[name], len(y)
             if scale is not None:

@@ -29,6 +29,7 @@ from bankmarketing.registry import register_candidate, require_tracking_server
 from bankmarketing.scoring import BACKGROUND_ATTRIBUTE, Scorer, single_row_ms
 from bankmarketing.scoring.shapley import BACKGROUND_ROWS
 from bankmarketing.training import evaluation
+from bankmarketing.training.calibration import center_isotonic_calibrators
 from bankmarketing.training.candidates import CANDIDATES, Candidate
 from bankmarketing.training.plots import evaluation_figures
 from bankmarketing.training.tuning import search
@@ -46,7 +47,9 @@ class TrainOptions(StageOptions):
     trials: int = Field(25, ge=1, description="search trials per candidate")
     timeout_s: float = Field(60.0, gt=0, description="search time budget per candidate")
     cv_folds: int = Field(3, ge=2, le=10)
-    calibration: Literal["isotonic", "sigmoid"] = "isotonic"
+    calibration: Literal["centered_isotonic", "isotonic", "sigmoid"] = Field(
+        "centered_isotonic", description="the calibrator (training.calibration)"
+    )
     threshold_objective: Literal["f1", "profit"] = "f1"
     cost_per_call: float = Field(5.0, ge=0)
     value_per_subscription: float = Field(50.0, gt=0)
@@ -83,13 +86,14 @@ def xy(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
 def calibrated(candidate: Candidate, params: dict, options: TrainOptions, ensemble: bool = False) -> Pipeline:
     """The candidate pipeline whose classifier is calibrated by cross-validation: one model fitted
     on all rows and one calibrator fitted on its out-of-fold responses (`ensemble`: scikit-learn's
-    default instead, one model and calibrator per fold, averaged; bench/quality.py compares)."""
+    default instead, one model and calibrator per fold, averaged; bench/quality.py compares).
+    Fit it with `fit_calibrated`, which also centres an isotonic calibrator's plateaus."""
     pipeline = candidate.pipeline(params, options.seed)
     pipeline.steps[-1] = (
         "model",
         CalibratedClassifierCV(
             pipeline.steps[-1][1],
-            method=options.calibration,
+            method="sigmoid" if options.calibration == "sigmoid" else "isotonic",
             ensemble=ensemble,
             cv=StratifiedKFold(options.cv_folds, shuffle=True, random_state=options.seed),
         ),
@@ -98,11 +102,18 @@ def calibrated(candidate: Candidate, params: dict, options: TrainOptions, ensemb
 
 
 def fit_calibrated(
-    candidate: Candidate, params: dict, options: TrainOptions, X: pd.DataFrame, y: np.ndarray
+    candidate: Candidate,
+    params: dict,
+    options: TrainOptions,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    ensemble: bool = False,
 ) -> Pipeline:
     """The calibrated pipeline fitted on (X, y), keeping `BACKGROUND_ROWS` random rows of X as
     the background customers its model-agnostic explanations compare against."""
-    model = calibrated(candidate, params, options).fit(X, y)
+    model = calibrated(candidate, params, options, ensemble).fit(X, y)
+    if options.calibration == "centered_isotonic":
+        center_isotonic_calibrators(model.steps[-1][1])
     background = X.sample(min(BACKGROUND_ROWS, len(X)), random_state=options.seed).reset_index(drop=True)
     setattr(model, BACKGROUND_ATTRIBUTE, background)
     return model
