@@ -14,7 +14,9 @@ from sklearn.dummy import DummyClassifier
 from sklearn.pipeline import Pipeline
 
 from bankmarketing.data import DataError
-from bankmarketing.data.prepare import PrepareOptions, prepare, read_split
+from bankmarketing.data.identity import ROW_ID, with_row_ids
+from bankmarketing.data.prepare import PrepareOptions, prepare, read_prepared_split, read_split
+from bankmarketing.data.split import REFERENCE_MONTHS
 from bankmarketing.deployment import (
     ChallengerOptions,
     DeployOptions,
@@ -24,8 +26,9 @@ from bankmarketing.deployment import (
     manage_challenger,
     rollback,
 )
+from bankmarketing.evaluation_set import evaluation_set
 from bankmarketing.features import build_features
-from bankmarketing.registry import register_candidate
+from bankmarketing.registry import register_candidate, training_identities
 from bankmarketing.training.train import TrainOptions, train, xy
 from tests.conftest import settings_for
 
@@ -136,6 +139,62 @@ def test_margin_refuses_a_model_that_is_better_but_not_by_enough(platform):
     )
     refused = deploy(settings, DeployOptions(margin=0.9))
     assert refused["action"] == "refuse" and "not better by the margin" in refused["reason"]
+
+
+def test_the_gate_judges_on_rows_neither_version_trained_on(platform, tmp_path):
+    settings, _ = platform
+    settings = replace(settings, data_dir=tmp_path / "data", model_name=f"judged-{uuid.uuid4().hex[:6]}")
+    options = TrainOptions(
+        candidates=["logistic_regression"], trials=1, timeout_s=5, cv_folds=2, importance_rows=300
+    )
+    train(settings, options, prepare(settings, PrepareOptions()))
+    first = deploy(settings, DeployOptions())
+    assert first["action"] == "promote" and "test split" in first["reason"]
+    later = PrepareOptions(train_months=[*REFERENCE_MONTHS, "jun", "jul"], holdout_months=["aug"])
+    retrained = train(settings, options, prepare(settings, later))["candidates"][0]
+    client = MlflowClient(settings.tracking_uri)
+    candidate = client.get_model_version(settings.model_name, retrained["version"])
+    production = client.get_model_version(settings.model_name, first["production"])
+
+    judged = evaluation_set(settings, candidate, production)
+    seen = {v.version: training_identities(settings.tracking_uri, v) for v in (candidate, production)}
+    assert len(judged.rows) >= 1000 and not set(judged.rows[ROW_ID]) & (
+        seen[candidate.version] | seen[production.version]
+    )
+    assert set(judged.rows["month"]) >= {"aug", "jun", "jul"}  # the held-out month and the new test split
+    test = with_row_ids(read_prepared_split(settings, candidate.tags["prepared_id"], "test"))
+    assert (
+        test[ROW_ID].isin(seen[production.version]).sum() > 100
+    )  # the new test split holds production's rows
+    assert "held-out aug" in judged.description and "trained on by neither" in judged.description
+
+    small = deploy(settings, DeployOptions(min_evaluation_rows=len(judged.rows) + 1))
+    assert small["action"] == "refuse" and small["production"] == production.version
+    assert f"has {len(judged.rows):,} rows" in small["reason"] and "no promotion" in small["reason"]
+
+    decided = deploy(settings, DeployOptions(triggered_by="test:judged"))
+    row = audit_trail(settings, settings.model_name).iloc[-1]
+    assert row["evaluation_set"] == judged.description and judged.description in decided["reason"]
+    assert (row["evaluation_rows"], row["evaluation_subscribers"]) == (len(judged.rows), judged.positives)
+    tags = client.get_model_version(settings.model_name, candidate.version).tags
+    assert tags["gate_evaluation_rows"] == str(len(judged.rows))
+
+
+def test_training_identities_are_recorded_and_match_the_splits(platform, tmp_path):
+    settings, _ = platform
+    settings = replace(settings, data_dir=tmp_path / "data", model_name=f"ids-{uuid.uuid4().hex[:6]}")
+    manifest = prepare(settings, PrepareOptions())
+    options = TrainOptions(
+        candidates=["logistic_regression"], trials=1, timeout_s=5, cv_folds=2, importance_rows=300
+    )
+    version = train(settings, options, manifest)["candidates"][0]["version"]
+    recorded = training_identities(
+        settings.tracking_uri,
+        MlflowClient(settings.tracking_uri).get_model_version(settings.model_name, version),
+    )
+    parts = {name: set(read_split(manifest, name)[ROW_ID]) for name in ("train", "validation", "test")}
+    assert recorded == parts["train"] | parts["validation"]
+    assert not recorded & parts["test"]
 
 
 def test_a_fairness_bound_refuses_a_better_model_whose_gap_is_too_large(platform):

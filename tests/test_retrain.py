@@ -16,7 +16,7 @@ from bankmarketing.data.split import REFERENCE_MONTHS
 from bankmarketing.database import engine_for, retraining
 from bankmarketing.deployment import DeployOptions, audit_trail, deploy
 from bankmarketing.options import OptionsError, parse_options
-from bankmarketing.retrain import RetrainOptions, window_months
+from bankmarketing.retrain import RetrainOptions, prepare_options, window_months
 from bankmarketing.training.train import TrainOptions, train
 from tests.conftest import FakeMage, mage_run, settings_for
 
@@ -43,6 +43,22 @@ def test_explicit_months_win_and_keep_calendar_order(settings):
 
 def test_without_alert_or_labels_the_window_is_the_reference(settings):
     assert window_months(settings, RetrainOptions()) == list(REFERENCE_MONTHS)
+
+
+def test_the_newest_month_is_held_out_for_the_gate(settings):
+    held = prepare_options(settings, parse_options(RetrainOptions, {"period": "aug", "use_feedback": False}))
+    assert (held.train_months, held.holdout_months) == ([*REFERENCE_MONTHS, "jun", "jul"], ["aug"])
+    options = parse_options(
+        RetrainOptions, {"period": "aug", "use_feedback": False, "hold_out_newest": False}
+    )
+    assert (
+        prepare_options(settings, options).train_months,
+        prepare_options(settings, options).holdout_months,
+    ) == (
+        [*REFERENCE_MONTHS, "jun", "jul", "aug"],
+        [],
+    )
+    assert prepare_options(settings, RetrainOptions(use_feedback=False)).holdout_months == []  # nothing later
 
 
 def test_bad_variables_are_named():
@@ -79,7 +95,8 @@ def test_retrain_through_mage_trains_on_the_new_window_and_goes_through_the_gate
     assert result.returncode == 0, output[-4000:]
 
     manifest = current_manifest(settings)
-    assert manifest["options"]["train_months"] == [*REFERENCE_MONTHS, "jun", "jul"]
+    assert manifest["options"]["train_months"] == [*REFERENCE_MONTHS, "jun"]
+    assert manifest["options"]["holdout_months"] == ["jul"]  # the alert's month judges, unseen
     new_versions = [
         v
         for v in client.search_model_versions(f"name='{settings.model_name}'")
@@ -89,6 +106,7 @@ def test_retrain_through_mage_trains_on_the_new_window_and_goes_through_the_gate
     decision = audit_trail(settings, settings.model_name).iloc[-1]
     assert decision["action"] in {"promote", "refuse"}
     assert "mage:retrain" in decision["triggered_by"] and "abc123" in decision["triggered_by"]
+    assert "held-out jul" in decision["evaluation_set"] and decision["evaluation_rows"] >= 1000
     after = client.get_model_version_by_alias(settings.model_name, "production")
     if decision["action"] == "promote":
         assert after.version != before.version and after.tags["prepared_id"] == manifest["prepared_id"]
@@ -142,4 +160,5 @@ def test_the_receivers_variables_start_a_retrain_that_reports_its_end(in_product
     assert result.returncode == 0, " ".join((result.stdout + result.stderr).split())[-3000:]
     status, detail = _retraining_status(in_production, variables["retraining_id"])
     assert status == "succeeded" and detail.split(":")[0] in {"promote", "refuse"}
-    assert current_manifest(in_production)["options"]["train_months"] == [*REFERENCE_MONTHS, "jun"]
+    options = current_manifest(in_production)["options"]  # the alert fired on jun: held out for the gate
+    assert (options["train_months"], options["holdout_months"]) == (list(REFERENCE_MONTHS), ["jun"])

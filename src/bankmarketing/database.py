@@ -36,6 +36,10 @@ deployment_audit = sa.Table(
     sa.Column("production_value", sa.Float, nullable=True),
     sa.Column("margin", sa.Float, nullable=True),
     sa.Column("reason", sa.Text, nullable=False),
+    # the rows the gate judged on (evaluation_set.py); empty for rollbacks and withdrawals
+    sa.Column("evaluation_set", sa.Text, nullable=True),
+    sa.Column("evaluation_rows", sa.Integer, nullable=True),
+    sa.Column("evaluation_subscribers", sa.Integer, nullable=True),
 )
 
 

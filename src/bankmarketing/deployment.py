@@ -10,7 +10,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from mlflow import MlflowClient
@@ -23,6 +22,7 @@ from bankmarketing.config import Settings
 from bankmarketing.data import DataError
 from bankmarketing.data.prepare import read_prepared_split
 from bankmarketing.database import deployment_audit, engine_for
+from bankmarketing.evaluation_set import EvaluationSet, evaluation_set
 from bankmarketing.explanations import EXPLANATION_ARTIFACT, global_explanation
 from bankmarketing.fairness import GAP_MEASURES, fairness_gaps, fairness_rows, largest_gap
 from bankmarketing.model_card import model_card
@@ -64,6 +64,14 @@ class DeployOptions(StageOptions):
         description="refuse a candidate whose measured time to score one customer (its serving_ms tag, "
         "from train) exceeds this many milliseconds; unset = no latency budget",
     )
+    min_evaluation_rows: int = Field(
+        1000,
+        ge=1,
+        description="the gate decides only on at least this many rows trained on by neither version",
+    )
+    min_evaluation_subscribers: int = Field(
+        100, ge=1, description="... holding at least this many subscribers; else no promotion"
+    )
     role: Literal["production", "challenger"] = Field(
         "production",
         description="production: promote through the gate; challenger: give the best staged version "
@@ -93,7 +101,7 @@ class Decision:
     action: Literal["promote", "refuse", "keep", "challenge"]
     candidate: str
     production: str | None
-    candidate_value: float
+    candidate_value: float | None  # the metric on the evaluation set (None: too small to measure)
     production_value: float | None
     reason: str
 
@@ -156,14 +164,10 @@ def mark_staging(client: MlflowClient, name: str, ranked: list[ModelVersion], co
         client.set_model_version_tag(name, version.version, "staging_rank", str(position))
 
 
-def test_scores(tracking_uri: str, version: ModelVersion, test: pd.DataFrame) -> np.ndarray:
-    """A registered version's probabilities for the rows of a test split."""
-    return load_pipeline(tracking_uri, version.name, version.version).predict_proba(xy(test)[0])[:, 1]
-
-
-def evaluate_on_test(version: ModelVersion, test: pd.DataFrame, proba: np.ndarray) -> dict:
-    """Metrics of a registered version's probabilities on a test split, at its own threshold."""
-    return classification_metrics(xy(test)[1], proba, float(version.tags["threshold"]))
+def evaluate(version: ModelVersion, pipeline, rows: pd.DataFrame) -> dict:
+    """Metrics of a registered version (its fitted `pipeline`) on labelled rows, at its own threshold."""
+    X, y = xy(rows)
+    return classification_metrics(y, pipeline.predict_proba(X)[:, 1], float(version.tags["threshold"]))
 
 
 def _record(settings: Settings, **row) -> None:
@@ -202,10 +206,11 @@ def promote_best(settings: Settings, options: DeployOptions, staged: list[str]) 
     candidate = load_pipeline(settings.tracking_uri, name, best.version)  # for scores and explanation
     X, y = xy(test)
     candidate_scores = candidate.predict_proba(X)[:, 1]
-    candidate_metrics = evaluate_on_test(best, test, candidate_scores)
+    candidate_metrics = classification_metrics(y, candidate_scores, float(best.tags["threshold"]))
     current = _alias_version(client, name, PRODUCTION)
     gaps = fairness_gaps(fairness_rows(test, y, candidate_scores, float(best.tags["threshold"])))
-    decided = _decide(best, current, candidate_metrics, test, options, settings.tracking_uri)
+    judged = evaluation_set(settings, best, current if current and current.version != best.version else None)
+    decided = _decide(best, candidate, current, judged, options, settings.tracking_uri)
     if options.role == CHALLENGER:
         decided = _as_challenger(decided, options.metric)
     decision = _gate_latency(_gate_fairness(decided, gaps, options), best, options)
@@ -222,10 +227,15 @@ def promote_best(settings: Settings, options: DeployOptions, staged: list[str]) 
         production_value=decision.production_value,
         margin=options.margin,
         reason=decision.reason,
+        evaluation_set=judged.description,
+        evaluation_rows=len(judged.rows),
+        evaluation_subscribers=judged.positives,
     )
     tags = {
         "deploy_decision": decision.action,
         "deploy_reason": decision.reason,
+        "gate_evaluation_set": judged.description,
+        "gate_evaluation_rows": len(judged.rows),
         **{f"test_{k}": round(v, 6) for k, v in candidate_metrics.items()},
         **{
             f"fairness_{measure}_gap": f"{gap:.6f} ({dimension})"
@@ -274,7 +284,7 @@ def explain_version(
 
 def _as_challenger(decision: Decision, metric: str) -> Decision:
     """The gate's comparison, recorded; the candidate becomes the challenger, not production."""
-    if decision.action == "keep":
+    if decision.action == "keep" or decision.candidate_value is None:  # kept, or too few rows to judge
         return decision
     if decision.production is None:
         return replace(
@@ -285,7 +295,7 @@ def _as_challenger(decision: Decision, metric: str) -> Decision:
     return replace(
         decision,
         action="challenge",
-        reason=f"candidate v{decision.candidate} test {metric} {decision.candidate_value:.4f} vs "
+        reason=f"candidate v{decision.candidate} {metric} {decision.candidate_value:.4f} vs "
         f"production v{decision.production} {decision.production_value:.4f}: set as challenger "
         "(the gate applies when it is promoted)",
     )
@@ -340,8 +350,22 @@ def _gate_latency(decision: Decision, best: ModelVersion, options: DeployOptions
     return _refused(decision, f"it {why}, above the budget {options.max_serving_ms:g} ms")
 
 
-def _decide(best, current, candidate_metrics, test, options, tracking_uri: str) -> Decision:
-    value = candidate_metrics[options.metric]
+def _decide(
+    best, candidate, current, judged: EvaluationSet, options: DeployOptions, tracking_uri: str
+) -> Decision:
+    """Promote, keep or refuse, judged on rows trained on by neither version (`evaluation_set`)."""
+    metric, was = options.metric, current.version if current is not None else None
+    if current is not None and current.version == best.version:
+        return Decision(
+            "keep", best.version, was, None, None, f"version {best.version} is already in production"
+        )
+    too_small = judged.shortfall(options.min_evaluation_rows, options.min_evaluation_subscribers)
+    if too_small:
+        return Decision(
+            "refuse", best.version, was, None, None, f"{too_small}: no promotion, production kept"
+        )
+    value = evaluate(best, candidate, judged.rows)[metric]
+    on = f"on {judged.description}"
     if current is None:
         return Decision(
             "promote",
@@ -349,33 +373,20 @@ def _decide(best, current, candidate_metrics, test, options, tracking_uri: str) 
             None,
             value,
             None,
-            f"no production version yet; candidate test {options.metric} {value:.4f}",
+            f"no production version yet; candidate {metric} {value:.4f} {on}",
         )
-    if current.version == best.version:
-        return Decision(
-            "keep",
-            best.version,
-            current.version,
-            value,
-            value,
-            f"version {best.version} is already in production",
-        )
-    production_value = evaluate_on_test(current, test, test_scores(tracking_uri, current, test))[
-        options.metric
-    ]
-    needed = production_value + options.margin
+    production = load_pipeline(tracking_uri, current.name, current.version)
+    production_value = evaluate(current, production, judged.rows)[metric]
     verdict = (
-        f"candidate v{best.version} test {options.metric} {value:.4f} vs production "
-        f"v{current.version} {production_value:.4f} (+ margin {options.margin:.4f})"
+        f"candidate v{best.version} {metric} {value:.4f} vs production v{current.version} "
+        f"{production_value:.4f} (+ margin {options.margin:.4f}) {on}"
     )
-    if value > needed:
-        return Decision(
-            "promote", best.version, current.version, value, production_value, f"{verdict}: better, promoted"
-        )
+    if value > production_value + options.margin:
+        return Decision("promote", best.version, was, value, production_value, f"{verdict}: better, promoted")
     return Decision(
         "refuse",
         best.version,
-        current.version,
+        was,
         value,
         production_value,
         f"{verdict}: not better by the margin, production kept",

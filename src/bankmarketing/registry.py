@@ -9,13 +9,51 @@ from typing import Any
 
 import mlflow
 import mlflow.sklearn
+import pandas as pd
 from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
 
 from bankmarketing.config import Settings
+from bankmarketing.data.identity import ROW_ID, identity_digest
 from bankmarketing.scoring import Scorer
 
 #: Tag set last on a version: only versions carrying it are complete candidates.
 COMPLETE_TAG = "candidate_complete"
+#: The training run's artifact listing the identities (`row_id`, `split`) its models learned
+#: from (train) or were selected and thresholded on (validation); versions carry its digest.
+IDENTITIES_ARTIFACT = "training_identities.parquet"
+IDENTITIES_TAG = "training_identities_sha256"
+
+
+class IdentitiesUnknown(LookupError):
+    """A version whose training identities were not recorded (registered before they were)."""
+
+
+def log_training_identities(seen: pd.DataFrame) -> str:
+    """Log `seen` (`row_id`, `split`) on the active run; return the digest of its identities."""
+    with tempfile.TemporaryDirectory(prefix="bankmarketing-identities-") as folder:
+        path = Path(folder) / IDENTITIES_ARTIFACT
+        seen[[ROW_ID, "split"]].reset_index(drop=True).to_parquet(path, index=False)
+        mlflow.log_artifact(str(path))
+    return identity_digest(seen[ROW_ID])
+
+
+def training_identities(tracking_uri: str, version: ModelVersion) -> set[str]:
+    """The identities a version saw in training (train and validation splits), checked against
+    the digest on the version. Raises IdentitiesUnknown for a version without a record."""
+    run_id, digest = version.tags.get("training_run_id"), version.tags.get(IDENTITIES_TAG)
+    if not run_id or not digest:
+        raise IdentitiesUnknown(f"version {version.version} has no recorded training identities")
+    with tempfile.TemporaryDirectory(prefix="bankmarketing-identities-") as folder:
+        path = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=IDENTITIES_ARTIFACT, dst_path=folder, tracking_uri=tracking_uri
+        )
+        ids = set(pd.read_parquet(path)[ROW_ID])
+    if identity_digest(ids) != digest:
+        raise IdentitiesUnknown(
+            f"version {version.version}: its identities artifact does not match its digest"
+        )
+    return ids
 
 
 def require_tracking_server(uri: str, timeout_s: float = 10.0) -> None:

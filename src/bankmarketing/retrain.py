@@ -13,10 +13,9 @@ from pydantic import Field, field_validator
 from bankmarketing.config import Settings
 from bankmarketing.data.prepare import PrepareOptions, prepare
 from bankmarketing.data.schema import MONTHS
-from bankmarketing.data.split import REFERENCE_MONTHS
+from bankmarketing.data.split import CALENDAR, LATER_MONTHS, REFERENCE_MONTHS
 from bankmarketing.database import engine_for, monitoring_performance
 from bankmarketing.deployment import DeployOptions, deploy
-from bankmarketing.monitoring.monitor import LATER_MONTHS
 from bankmarketing.monitoring.outcomes import labelled_predictions
 from bankmarketing.options import StageOptions, only_known
 from bankmarketing.training.train import TrainOptions, train
@@ -32,6 +31,11 @@ class RetrainOptions(StageOptions):
     deploy: DeployOptions = Field(default_factory=DeployOptions, description="variables of deploy")
     use_feedback: bool = Field(
         True, description="train also on logged predictions whose call outcomes are known, and their months"
+    )
+    hold_out_newest: bool = Field(
+        True,
+        description="hold the window's newest later month out of training: deploy's gate judges "
+        "candidate and production on it (docs/deployment.md)",
     )
     # the alert that started the run
     alertname: str | None = None
@@ -70,12 +74,19 @@ def window_months(settings: Settings, options: RetrainOptions) -> list[str]:
 
 
 def prepare_options(settings: Settings, options: RetrainOptions) -> PrepareOptions:
-    """The window's months, extended by the months of the labelled predictions when they are used."""
+    """The window's months, extended by the months of the labelled predictions when they are used;
+    the newest month after the reference window held out for the gate (`hold_out_newest`)."""
     months = window_months(settings, options)
     if options.use_feedback:
         logged = set(labelled_predictions(settings)["month"])
         months = [*months, *(m for m in MONTHS if m in logged and m not in months)]
-    return PrepareOptions(train_months=months, feedback=options.use_feedback)
+    later = [m for m in months if m not in REFERENCE_MONTHS]
+    newest = [max(later, key=CALENDAR.index)] if later and options.hold_out_newest else []
+    return PrepareOptions(
+        train_months=[m for m in months if m not in newest],
+        holdout_months=newest,
+        feedback=options.use_feedback,
+    )
 
 
 def deploy_options(options: RetrainOptions, run_label: str) -> DeployOptions:

@@ -9,7 +9,16 @@ import pandas as pd
 import pytest
 
 from bankmarketing.data import DataError
-from bankmarketing.data.prepare import PrepareOptions, current_manifest, prepare, read_split
+from bankmarketing.data.identity import ROW_ID, row_ids
+from bankmarketing.data.prepare import (
+    PrepareOptions,
+    current_manifest,
+    load,
+    prepare,
+    read_split,
+    split_and_write,
+    validate_and_quarantine,
+)
 from bankmarketing.data.schema import FEATURES, LEAKY_COLUMNS
 from bankmarketing.data.split import LATER_SEASONS, REFERENCE_MONTHS
 from bankmarketing.options import OptionsError, parse_options
@@ -42,8 +51,53 @@ def test_splits_are_disjoint_stratified_and_in_the_training_window(prepared):
     assert max(rates) - min(rates) < 0.005
     for part in parts.values():
         assert set(part["month"]) <= set(REFERENCE_MONTHS)
-    keys = [tuple(r) for r in pd.concat(parts.values()).itertuples(index=False)]
-    assert len(keys) == len(window)
+        assert part[ROW_ID].equals(row_ids(part))  # every row carries its identity
+
+
+def test_no_customer_is_in_two_splits(prepared):
+    _, manifest = prepared
+    ids = {name: set(read_split(manifest, name)[ROW_ID]) for name in ("train", "validation", "test")}
+    assert not ids["train"] & ids["validation"] and not ids["train"] & ids["test"]
+    assert not ids["validation"] & ids["test"]
+    window = read_split(manifest, "reference")
+    twins = window[window.duplicated(ROW_ID, keep=False)]  # identical features, another call
+    assert len(twins) >= 2  # the data set has such customers; each pair shares one split
+    assert sum(len(ids[name] & set(twins[ROW_ID])) for name in ids) == twins[ROW_ID].nunique()
+
+
+def test_feedback_rows_are_new_customers_once_and_train_only(prepared, tmp_path):
+    settings, manifest = prepared
+    settings = replace(settings, data_dir=tmp_path / "data")  # the module's current data stays
+    options = PrepareOptions()
+    window = read_split(manifest, "reference")
+    raw = load(settings, options)
+    clean = validate_and_quarantine(settings, options, raw)
+    known = window.sample(5, random_state=1)[list(FEATURES) + ["y"]]  # customers of the data set
+    new = window.sample(2, random_state=2)[list(FEATURES) + ["y"]].assign(balance=[123_456_789, 987_654_321])
+    feedback = pd.concat([known, new, new.assign(y="yes")], ignore_index=True)  # each new one twice
+    written = split_and_write(settings, options, raw, clean, feedback)
+    assert (written["feedback_rows"], written["feedback_duplicates_dropped"]) == (2, 7)
+    parts = {name: read_split(written, name) for name in ("train", "validation", "test")}
+    added = set(row_ids(new))
+    assert set(parts["train"][ROW_ID]) >= added
+    assert not added & (set(parts["validation"][ROW_ID]) | set(parts["test"][ROW_ID]))
+    assert parts["train"][parts["train"][ROW_ID].isin(added)]["y"].eq("yes").all()  # the latest outcome
+    counts = pd.concat(parts.values())[ROW_ID].value_counts()
+    assert counts[list(set(row_ids(known)))].eq(1).all()  # the data set's rows, once
+    assert sum(p["rows"] for p in written["splits"].values()) == len(window) + 2
+
+
+def test_held_out_months_are_in_no_split(prepared, tmp_path):
+    settings = replace(prepared[0], data_dir=tmp_path / "data")
+    manifest = prepare(
+        settings, PrepareOptions(train_months=[*REFERENCE_MONTHS, "jun"], holdout_months=["jul"])
+    )
+    held_out = read_split(manifest, "holdout")
+    assert set(held_out["month"]) == {"jul"} and len(held_out) == manifest["season"]["jul"]["rows"]
+    for name in ("train", "validation", "test"):
+        assert "jul" not in set(read_split(manifest, name)["month"])
+    with pytest.raises(ValueError, match=r"holdout_months \['jun'\] are also in train_months"):
+        PrepareOptions(train_months=["dec", "jun"], holdout_months=["jun"])
 
 
 def test_season_scenario_has_reference_and_each_later_month(prepared):

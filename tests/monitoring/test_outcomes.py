@@ -9,7 +9,7 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 
-from bankmarketing.data.prepare import PrepareOptions, prepare
+from bankmarketing.data.prepare import prepare
 from bankmarketing.data.split import REFERENCE_MONTHS
 from bankmarketing.monitoring.outcomes import labelled_predictions
 from bankmarketing.retrain import RetrainOptions, prepare_options
@@ -63,20 +63,26 @@ def test_outcomes_through_the_api_label_the_logged_predictions(logged):
     assert labelled_predictions(settings)["y"].tolist() == ["yes", "yes", "yes", "no", "yes", "no"]
 
 
-def test_the_next_retrain_trains_on_them(logged):
+def test_the_next_retrain_judges_on_them_when_newest_and_trains_on_them_after(logged):
     settings, client, ids, _ = logged
     answers = [{"request_id": r, "subscribed": i < 3} for i, r in enumerate(ids)]
     assert client.post("/outcomes", json={"outcomes": answers}, headers=AUTH).status_code == 200
-    options = prepare_options(settings, RetrainOptions())
-    assert options.feedback and options.train_months == [*REFERENCE_MONTHS, "oct"]  # their month joins
+    newest = prepare_options(settings, RetrainOptions())
+    assert newest.feedback and newest.train_months == list(REFERENCE_MONTHS)
+    assert newest.holdout_months == ["oct"]  # their month is the newest: the gate judges on it
+    held = prepare(settings, newest)
+    assert (held["feedback_rows"], held["feedback_rows_held_out"]) == (0, 6)
     assert prepare_options(settings, RetrainOptions(use_feedback=False)).train_months == list(
         REFERENCE_MONTHS
     )
-    without = prepare(settings, PrepareOptions(train_months=options.train_months))
-    manifest = prepare(settings, options)
+    after_nov = prepare_options(settings, RetrainOptions(period="nov"))  # an alert on a later month
+    assert after_nov.holdout_months == ["nov"] and "oct" in after_nov.train_months
+    without = prepare(settings, after_nov.model_copy(update={"feedback": False}))
+    manifest = prepare(settings, after_nov)
     assert manifest["feedback_rows"] == 6 and without["feedback_rows"] == 0
     split_rows = lambda m: sum(part["rows"] for part in m["splits"].values())  # noqa: E731
     assert split_rows(manifest) == split_rows(without) + 6
+    assert manifest["splits"]["train"]["rows"] == without["splits"]["train"]["rows"] + 6  # train only
     assert manifest["data_version"] != without["data_version"]  # the feedback is part of the data
 
 

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 import pandera.pandas as pa
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from bankmarketing.config import Settings
 from bankmarketing.data import DataError, loading, synthetic
+from bankmarketing.data.identity import ROW_ID, with_row_ids
 from bankmarketing.data.schema import FEATURES, MONTHS, TARGET, build_schema
 from bankmarketing.data.split import REFERENCE_MONTHS, season_scenario, split_train_validation_test
 from bankmarketing.data.validation import check_bad_share, validate
@@ -36,6 +37,11 @@ class PrepareOptions(StageOptions):
     validation_share: float = Field(0.15, gt=0, lt=0.5)
     test_share: float = Field(0.15, gt=0, lt=0.5)
     train_months: list[str] = Field(list(REFERENCE_MONTHS), min_length=1)
+    holdout_months: list[str] = Field(
+        [],
+        description="months held out by time for deploy's gate: in no split, trained on by no "
+        "model of this data (retrain holds out the newest labelled month)",
+    )
     extra_data: list[str] = Field([], description="labelled periods added to the window")
     seed: int = 42
     synthetic: bool = Field(False, description="generate synthetic data instead of loading")
@@ -47,10 +53,17 @@ class PrepareOptions(StageOptions):
         "prediction_outcome) to the training window",
     )
 
-    @field_validator("train_months")
+    @field_validator("train_months", "holdout_months")
     @classmethod
     def _known_months(cls, months: list[str]) -> list[str]:
         return only_known(months, MONTHS, "month")
+
+    @model_validator(mode="after")
+    def _held_out_months_are_not_trained_on(self) -> PrepareOptions:
+        both = [m for m in self.holdout_months if m in self.train_months]
+        if both:
+            raise ValueError(f"holdout_months {both} are also in train_months: a month is one or the other")
+        return self
 
 
 def content_hash(frame: pd.DataFrame) -> str:
@@ -123,6 +136,13 @@ def feedback_rows(settings: Settings) -> pd.DataFrame:
         raise DataError(f"logged predictions with outcomes fail the data contract: {exc}") from None
 
 
+def fresh_feedback(clean: pd.DataFrame, feedback: pd.DataFrame) -> pd.DataFrame:
+    """Feedback rows (with `row_id`) that are new customers: not rows of the data set, and each
+    customer once (the latest logged)."""
+    new = feedback[~feedback[ROW_ID].isin(clean[ROW_ID])]
+    return new.drop_duplicates(ROW_ID, keep="last")
+
+
 def split_and_write(
     settings: Settings,
     options: PrepareOptions,
@@ -132,22 +152,30 @@ def split_and_write(
 ) -> dict:
     """Version, split and write Parquet; make it current only once fully written.
 
-    `feedback` rows (logged predictions with outcomes) join the training window only.
+    Every row carries its identity (`row_id`); the splits are disjoint by identity. `feedback`
+    rows (logged predictions with outcomes) of customers the data set does not hold join the
+    training split only (or the held-out months they belong to), each customer once.
     """
     feedback = feedback if feedback is not None else clean.iloc[:0]
     version = content_hash(pd.concat([clean, feedback], ignore_index=True) if len(feedback) else clean)
     if options.synthetic:
         version = f"{synthetic.SYNTHETIC_TAG}-{version}"
+    clean = with_row_ids(clean)
+    fresh = fresh_feedback(clean, with_row_ids(feedback))
     window = clean[clean["month"].isin(options.train_months)]
-    if len(feedback):
-        added = feedback[feedback["month"].isin(options.train_months)]
-        window = pd.concat([window, added], ignore_index=True)
-    if (window["y"] == "yes").sum() < 10 or (window["y"] == "no").sum() < 10:
+    added = fresh[fresh["month"].isin(options.train_months)]
+    subscribers = (window["y"] == "yes").sum() + (added["y"] == "yes").sum()
+    if subscribers < 10 or len(window) + len(added) - subscribers < 10:
         raise DataError(
-            f"train_months {options.train_months} hold {len(window)} rows with "
-            f"{(window['y'] == 'yes').sum()} subscribers: too few to train on"
+            f"train_months {options.train_months} hold {len(window) + len(added)} rows with "
+            f"{subscribers} subscribers: too few to train on"
         )
     splits = split_train_validation_test(window, options.validation_share, options.test_share, options.seed)
+    splits["train"] = pd.concat([splits["train"], added], ignore_index=True)
+    if options.holdout_months:
+        splits["holdout"] = pd.concat(
+            [part[part["month"].isin(options.holdout_months)] for part in (clean, fresh)], ignore_index=True
+        )
     seasons = season_scenario(clean)
     options_hash = hashlib.sha256(options.model_dump_json().encode()).hexdigest()[:8]
     prepared_id = f"{version[:16]}-{options_hash}"
@@ -162,7 +190,9 @@ def split_and_write(
         "prepared_id": prepared_id,
         "synthetic": options.synthetic,
         "clean_rows": len(clean),
-        "feedback_rows": int(feedback["month"].isin(options.train_months).sum()),
+        "feedback_rows": len(added),
+        "feedback_rows_held_out": int(fresh["month"].isin(options.holdout_months).sum()),
+        "feedback_duplicates_dropped": len(feedback) - len(fresh),
         "positive_share": round(float((clean["y"] == "yes").mean()), 6),
         "options": options.model_dump(),
         "splits": {n: {"file": f"{n}.parquet", "rows": len(p)} for n, p in splits.items()},

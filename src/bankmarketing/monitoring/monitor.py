@@ -31,7 +31,7 @@ from bankmarketing.config import Settings
 from bankmarketing.data import DataError
 from bankmarketing.data.prepare import prepared_manifest, read_split
 from bankmarketing.data.schema import FEATURES
-from bankmarketing.data.split import LATER_SEASONS
+from bankmarketing.data.split import LATER_MONTHS
 from bankmarketing.database import (
     engine_for,
     monitoring_challenger,
@@ -57,7 +57,6 @@ from bankmarketing.training.train import xy
 
 log = logging.getLogger(__name__)
 
-LATER_MONTHS = tuple(m for months in LATER_SEASONS.values() for m in months)
 #: The data has months but no years: batch periods get nominal dates on one calendar, the
 #: reference window Dec 2007-May 2008 and each later month in 2008, so they sort in order.
 _REFERENCE_WINDOW = (dt.datetime(2007, 12, 1, tzinfo=dt.UTC), dt.datetime(2008, 6, 1, tzinfo=dt.UTC))

@@ -21,11 +21,17 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 
 from bankmarketing.config import Settings
+from bankmarketing.data.identity import with_row_ids
 from bankmarketing.data.prepare import current_manifest, read_split
 from bankmarketing.data.schema import FEATURES, TARGET
 from bankmarketing.monitoring.reference import log_reference, reference_frame
 from bankmarketing.options import StageOptions, only_known
-from bankmarketing.registry import register_candidate, require_tracking_server
+from bankmarketing.registry import (
+    IDENTITIES_TAG,
+    log_training_identities,
+    register_candidate,
+    require_tracking_server,
+)
 from bankmarketing.scoring import BACKGROUND_ATTRIBUTE, Scorer, single_row_ms
 from bankmarketing.scoring.shapley import BACKGROUND_ROWS
 from bankmarketing.training import evaluation
@@ -213,7 +219,8 @@ def _train_candidate(candidate, options, data, common_tags, settings) -> dict:
 def train(settings: Settings, options: TrainOptions, manifest: dict | None = None) -> dict:
     """Train every candidate on prepared data (default: the current); return runs and versions."""
     manifest = manifest or current_manifest(settings)
-    data = {name: xy(read_split(manifest, name)) for name in ("train", "validation")}
+    parts = {name: read_split(manifest, name) for name in ("train", "validation")}
+    data = {name: xy(part) for name, part in parts.items()}
     require_tracking_server(settings.tracking_uri)
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_experiment(settings.experiment)
@@ -234,6 +241,8 @@ def train(settings: Settings, options: TrainOptions, manifest: dict | None = Non
             }
         )
         common_tags["training_run_id"] = parent.info.run_id
+        seen = pd.concat([with_row_ids(part).assign(split=name) for name, part in parts.items()])
+        common_tags[IDENTITIES_TAG] = log_training_identities(seen)
         results = [
             _train_candidate(CANDIDATES[name], options, data, common_tags, settings)
             for name in options.candidates
