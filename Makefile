@@ -28,7 +28,7 @@ endif
 # CI/CD targets used by .github/workflows (images, drift check, release).
 -include .ci/targets.mk
 
-.PHONY: help setup up down mlflow mlflow-stop prepare train deploy test-model fairness rollback challenger monitor outcomes retrain serve receiver ui build-predictor demo mage-ui test test-fast screenshots lint bench clean
+.PHONY: help setup up down mlflow mlflow-stop prepare train deploy test-model fairness rollback challenger monitor outcomes retrain serve receiver ui build-predictor demo mage-ui test test-fast screenshots lint bench season clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -139,6 +139,9 @@ lint: setup ## ruff
 
 bench: setup ## quality benchmark: 5-fold CV on all rows against the anchor
 	$(APP)/python bench/quality.py
+
+season: setup ## season backtest: stale Dec–May model vs the one retrained after each drift alert, chart in images/
+	$(APP)/python bench/season.py --chart images/season-backtest.png
 
 clean: mlflow-stop ## remove environments, data outputs, MLflow and Mage state
 	rm -rf $(VENV) data/prepared data/quarantine mlruns .mage_data $(RUN_DIR)
