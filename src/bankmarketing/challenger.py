@@ -6,7 +6,9 @@ its answer instead. The assignment is sticky: a hash of the customer id (and the
 version, so each new challenger draws a new group) decides it. Both scores are logged either way.
 
 Monitoring: `compare_versions` measures the two versions on the same labelled customers, with
-DeLong's test of their ROC AUC difference (paired: both scored every customer).
+DeLong's test of their ROC AUC difference (paired: both scored every customer). Periods judged
+together are one family of tests: `correct_for_periods` adjusts their p-values by Holm's method
+and bases each period's verdict on the adjusted p (`stored_comparisons` does so per family).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import math
+from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -29,8 +32,9 @@ from bankmarketing.database import engine_for, monitoring_challenger
 CHALLENGER = "challenger"
 ChallengerMode = Literal["off", "shadow", "split"]
 CHALLENGER_MODES: tuple[str, ...] = ("off", "shadow", "split")
-#: Two-sided significance level of the comparison's verdict.
+#: Two-sided significance level of the comparison's verdict (family-wise over the periods judged together).
 SIGNIFICANCE = 0.05
+NO_DIFFERENCE = "no significant difference"
 _BUCKETS = float(1 << 64)
 
 
@@ -115,7 +119,8 @@ def compare_versions(
 
     Each side's ranking (ROC AUC, PR AUC), calibration (Brier) and decisions at its own threshold
     (precision, recall, share called); `roc_auc_difference` is challenger − production with
-    DeLong's 95 % interval and p-value; `verdict` names the better version when p < 0.05.
+    DeLong's 95 % interval and p-value; `verdict` names the better version when p < 0.05 — the
+    verdict of this period alone: `correct_for_periods` re-judges it within its family of periods.
     Periods with one class only get counts and no metrics.
     """
     y = np.asarray(y).astype(int)
@@ -134,28 +139,102 @@ def compare_versions(
         "p_value": test["p_value"],
     }
     result["pr_auc_lift"] = result["challenger_pr_auc"] / result["production_pr_auc"] - 1
-    if test["p_value"] >= SIGNIFICANCE:
-        verdict = "no significant difference"
-    else:
-        verdict = "challenger better" if test["roc_auc_difference"] > 0 else "production better"
-    return result | {"verdict": verdict}
+    return result | {"verdict": verdict_of(test["roc_auc_difference"], test["p_value"])}
+
+
+def verdict_of(difference: float, p_value: float) -> str:
+    """The better version when `p_value` (raw for one period, adjusted for a family) is below 0.05."""
+    if p_value >= SIGNIFICANCE:
+        return NO_DIFFERENCE
+    return "challenger better" if difference > 0 else "production better"
+
+
+def holm_adjusted(p_values: Sequence[float]) -> list[float]:
+    """Holm–Bonferroni adjusted p-values, in the order given.
+
+    With the m p-values sorted ascending, the i-th smallest (i = 1 … m) becomes the largest of
+    min(1, (m − j + 1) · p(j)) over j ≤ i. Calling a period different where its adjusted p is
+    below 0.05 keeps the chance of any false verdict in the family at or below 0.05, whatever
+    the dependence between the tests.
+    """
+    p = np.asarray(p_values, dtype=float)
+    if np.isnan(p).any() or (p < 0).any() or (p > 1).any():
+        raise ValueError(f"p-values must lie in [0, 1]: {p_values}")
+    order = np.argsort(p, kind="stable")
+    scaled = np.minimum(1.0, (len(p) - np.arange(len(p))) * p[order])
+    adjusted = np.empty(len(p))
+    adjusted[order] = np.maximum.accumulate(scaled)
+    return adjusted.tolist()
+
+
+def _tested(comparison: dict) -> bool:
+    p = comparison.get("p_value")
+    return p is not None and not math.isnan(p)
+
+
+def correct_for_periods(comparisons: Sequence[dict]) -> list[dict]:
+    """One family's comparisons with `p_adjusted` (Holm) and the verdict from it.
+
+    The family is the periods passed: those judged together for one production/challenger pair.
+    `p_value` stays the period's own (raw) p. Periods that were not comparable (one class only)
+    are not tests: they keep their verdict and get no adjusted p.
+    """
+    corrected = [dict(c) | {"p_adjusted": None} for c in comparisons]
+    tested = [c for c in corrected if _tested(c)]
+    for comparison, adjusted in zip(tested, holm_adjusted([c["p_value"] for c in tested]), strict=True):
+        comparison["p_adjusted"] = adjusted
+        comparison["verdict"] = verdict_of(comparison["roc_auc_difference"], adjusted)
+    return corrected
+
+
+def correct_stored_family(
+    connection: sa.Connection, model_name: str, production_version: int, challenger_version: int, source: str
+) -> None:
+    """Store `p_adjusted` and the corrected verdict for every stored period of one family."""
+    table = monitoring_challenger
+    family = (
+        (table.c.model_name == model_name)
+        & (table.c.production_version == production_version)
+        & (table.c.challenger_version == challenger_version)
+        & (table.c.source == source)
+    )
+    rows = [
+        dict(r) for r in connection.execute(sa.select(table).where(family).order_by(table.c.id)).mappings()
+    ]
+    for row in correct_for_periods(rows):
+        connection.execute(
+            sa.update(table)
+            .where(table.c.id == row["id"])
+            .values(p_adjusted=row["p_adjusted"], verdict=row["verdict"])
+        )
 
 
 def stored_comparisons(database_url: str, model_name: str, limit: int | None = None) -> list[dict]:
-    """The comparisons `monitor` stored for a model, newest period first (datetimes as ISO text)."""
+    """The comparisons `monitor` stored for a model, newest period first (datetimes as ISO text).
+
+    Verdicts are Holm-corrected per family: the stored periods of one production/challenger
+    pair from one source (batch or log), i.e. the periods a `monitor` run compares and the
+    chart, `GET /challenger` and Streamlit show side by side. Each row keeps its raw `p_value`
+    and gains `p_adjusted`. The family is formed before `limit` cuts the list.
+    """
     table = monitoring_challenger
     query = (
         sa.select(table)
         .where(table.c.model_name == model_name)
         .order_by(table.c.period_start.desc(), table.c.id.desc())
-        .limit(limit)
     )
     with engine_for(database_url).connect() as connection:
-        found = connection.execute(query).mappings().all()
-    return [
-        {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in row.items() if k != "id"}
-        for row in found
-    ]
+        found = [
+            {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in row.items() if k != "id"}
+            for row in connection.execute(query).mappings()
+        ]
+    families: defaultdict[tuple, list[int]] = defaultdict(list)
+    for i, row in enumerate(found):
+        families[(row["production_version"], row["challenger_version"], row["source"])].append(i)
+    for members in families.values():
+        for i, corrected in zip(members, correct_for_periods([found[i] for i in members]), strict=True):
+            found[i] = corrected
+    return found if limit is None else found[:limit]
 
 
 def plot_comparisons(comparisons: list[dict], path: Path, title: str) -> None:
@@ -181,7 +260,7 @@ def plot_comparisons(comparisons: list[dict], path: Path, title: str) -> None:
     ]
     right.bar(frame["period"], difference, yerr=errors, color=colours, capsize=4)
     right.axhline(0, color="black", linewidth=0.8)
-    right.set_title("challenger − production, 95 % interval (green/red: p < 0.05)")
+    right.set_title("challenger − production, 95 % interval (green/red: Holm-adjusted p < 0.05)")
     for axis in (left, right):
         axis.grid(alpha=0.3)
     figure.suptitle(title)

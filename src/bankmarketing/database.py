@@ -214,6 +214,9 @@ monitoring_challenger = sa.Table(
     sa.Column("ci_low", sa.Float),
     sa.Column("ci_high", sa.Float),
     sa.Column("p_value", sa.Float),  # DeLong's test
+    sa.Column(
+        "p_adjusted", sa.Float
+    ),  # Holm over the pair's stored periods of one source; the verdict uses it
     sa.Column("pr_auc_lift", sa.Float),  # challenger PR AUC / production PR AUC - 1
     sa.Column("verdict", sa.String(64), nullable=False),
     sa.UniqueConstraint(

@@ -253,7 +253,7 @@ def promote_best(settings: Settings, options: DeployOptions, staged: list[str]) 
         client.set_registered_model_alias(name, CHALLENGER, best.version)
     if decision.action in ("promote", "challenge"):  # what it will serve: its card and explanation
         explanation = explain_version(client, best, Scorer.from_pipeline(candidate), test)
-        card = model_card(best, candidate_metrics, test, candidate_scores, explanation)
+        card = model_card(best, test, candidate_scores, explanation)
         client.log_text(best.run_id, card, "model_card.md")
         client.update_model_version(name, best.version, description=card)
     log.info("deploy %s: %s", decision.action, decision.reason)

@@ -80,6 +80,7 @@ EXPECTED_COLUMNS = {
         "95 % interval low",
         "95 % interval high",
         "p-value",
+        "p-value (Holm)",
         "PR AUC lift",
         "challenger served share",
         "verdict",
@@ -241,8 +242,10 @@ def test_panels_show_the_season_scenario(monitoring, mage_engine):
     assert pair[0] == variables["model_version"] != pair[1]
     assert all(r[7] is None or 0 <= r[7] <= 1 for r in verdicts)
     assert all(r[4] is None or r[5] <= r[4] <= r[6] for r in verdicts)
-    assert all(r[9] is None for r in verdicts)  # batch periods: nobody was served
-    assert {r[10] for r in verdicts} <= VERDICTS, verdicts
+    assert all(r[7] is None or r[7] <= r[8] <= 1 for r in verdicts)  # Holm never lowers a p-value
+    assert all(r[11] != "challenger better" or r[8] < 0.05 for r in verdicts)  # verdicts use it
+    assert all(r[10] is None for r in verdicts)  # batch periods: nobody was served
+    assert {r[11] for r in verdicts} <= VERDICTS, verdicts
 
 
 def _alert(connection: sa.Connection) -> list[dict]:

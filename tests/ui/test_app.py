@@ -339,3 +339,4 @@ def test_challenger_page_shows_the_stored_comparisons(challenger_predictor, serv
     assert table["verdict"].tolist() == [c["verdict"] for c in stored]
     assert table["verdict"].iloc[-1].startswith("not comparable") and table["95 % interval"].iloc[-1] == "–"
     assert table["p-value"].tolist()[:2] == [c["p_value"] for c in stored[:2]]
+    assert table["p-value (Holm)"].tolist()[:2] == [c["p_adjusted"] for c in stored[:2]]

@@ -26,7 +26,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from pydantic import Field, field_validator, model_validator
 
-from bankmarketing.challenger import CHALLENGER, compare_versions
+from bankmarketing.challenger import CHALLENGER, compare_versions, correct_stored_family
 from bankmarketing.config import Settings
 from bankmarketing.data import DataError
 from bankmarketing.data.prepare import prepared_manifest, read_split
@@ -433,6 +433,13 @@ def store_comparison(
 
     def write(connection: sa.Connection) -> None:
         _upsert(connection, monitoring_challenger, key, [row])
+        correct_stored_family(
+            connection,
+            model_name,
+            comparison.production_version,
+            comparison.challenger_version,
+            comparison.source,
+        )
         if fairness_key:
             _upsert(connection, monitoring_fairness, fairness_key, fairness)
 

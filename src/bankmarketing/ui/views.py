@@ -514,6 +514,7 @@ def comparisons_table(comparisons: pd.DataFrame) -> pd.DataFrame:
             "ROC AUC difference": comparisons["roc_auc_difference"],
             "95 % interval": interval,
             "p-value": comparisons["p_value"],
+            "p-value (Holm)": comparisons["p_adjusted"],
             "PR AUC lift": comparisons["pr_auc_lift"],
             "challenger served share": comparisons["challenger_served_share"],
             "verdict": comparisons["verdict"],
@@ -544,9 +545,10 @@ def challenger_page(client: PredictorClient) -> None:
     columns[2].metric(
         "Difference (challenger − production)",
         _number(newest["roc_auc_difference"], "+.3f"),
-        delta=f"p = {_number(newest['p_value'], '.3f')}",
+        delta=f"p = {_number(newest['p_value'], '.3f')}, Holm {_number(newest.get('p_adjusted'), '.3f')}",
         delta_color="off",
-        help="DeLong's test on the same customers: p < 0.05 means the difference is significant",
+        help="DeLong's test on the same customers; Holm's adjustment over the periods compared for "
+        "this pair: an adjusted p < 0.05 means the difference is significant",
     )
     st.markdown(
         f"**{newest['verdict']}** · 95 % interval of the difference "
