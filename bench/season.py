@@ -137,10 +137,7 @@ def summary(results: list[dict]) -> str:
 
 def plot(results: list[dict], path: Path, title: str) -> None:
     """Stale and retrained ROC-AUC per month, and their difference."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from bankmarketing.training.plots import plt, save_figure  # matplotlib only when charting
 
     months = [r["month"] for r in results]
     figure, (left, right) = plt.subplots(1, 2, figsize=(13, 4))
@@ -160,11 +157,7 @@ def plot(results: list[dict], path: Path, title: str) -> None:
     right.legend()
     for axis in (left, right):
         axis.grid(alpha=0.3)
-    figure.suptitle(title)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_figure(figure, path, title)
 
 
 def main() -> None:

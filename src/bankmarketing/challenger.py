@@ -239,10 +239,7 @@ def stored_comparisons(database_url: str, model_name: str, limit: int | None = N
 
 def plot_comparisons(comparisons: list[dict], path: Path, title: str) -> None:
     """Both versions' ROC AUC per period, and the difference with its 95 % interval."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from bankmarketing.training.plots import plt, save_figure  # matplotlib only when charting
 
     frame = pd.DataFrame(comparisons).dropna(subset=["roc_auc_difference"]).sort_values("period_start")
     figure, (left, right) = plt.subplots(1, 2, figsize=(13, 4))
@@ -263,8 +260,4 @@ def plot_comparisons(comparisons: list[dict], path: Path, title: str) -> None:
     right.set_title("challenger − production, 95 % interval (green/red: Holm-adjusted p < 0.05)")
     for axis in (left, right):
         axis.grid(alpha=0.3)
-    figure.suptitle(title)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_figure(figure, path, title)

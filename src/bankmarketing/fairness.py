@@ -154,10 +154,7 @@ def fairness_report(settings: Settings, options: FairnessOptions) -> dict:
 
 def plot_gaps(report: pd.DataFrame, splits: list[str], path: Path, title: str) -> None:
     """One panel per measure: the gap of each dimension across the splits."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from bankmarketing.training.plots import plt, save_figure  # matplotlib only when charting
 
     figure, axes = plt.subplots(1, len(GAP_MEASURES), figsize=(14, 4), sharey=True)
     for axis, measure in zip(axes, GAP_MEASURES, strict=True):
@@ -170,8 +167,4 @@ def plot_gaps(report: pd.DataFrame, splits: list[str], path: Path, title: str) -
         axis.grid(alpha=0.3)
     axes[0].set_ylabel("gap between groups")
     axes[0].legend()
-    figure.suptitle(f"Fairness gaps by split — {title}")
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_figure(figure, path, f"Fairness gaps by split — {title}")
