@@ -25,6 +25,7 @@ from bankmarketing.deployment import (
     deploy,
     manage_challenger,
     rollback,
+    stage_candidates,
 )
 from bankmarketing.evaluation_set import evaluation_set
 from bankmarketing.features import build_features
@@ -43,10 +44,11 @@ def platform(tmp_path_factory, data_csv, mlflow_server):
     return settings, manifest
 
 
-def register_uninformative_run(settings, manifest) -> str:
-    """A training run whose only candidate predicts the base rate for everyone.
+def register_uninformative_run(settings, manifest, scores: list[dict] | None = None) -> str:
+    """A training run whose candidates predict the base rate for everyone; returns the last.
 
-    Its validation tag claims an excellent PR-AUC, so only the test-split gate can stop it.
+    One candidate by default, whose validation tag claims an excellent PR-AUC, so only the gate
+    can stop it; `scores`: one candidate per entry, with those score tags instead.
     """
     X, y = xy(read_split(manifest, "train"))
     model = Pipeline([("features", build_features(False)), ("model", DummyClassifier(strategy="prior"))]).fit(
@@ -54,24 +56,23 @@ def register_uninformative_run(settings, manifest) -> str:
     )
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_experiment(settings.experiment)
+    versions = []
     with mlflow.start_run(run_name="uninformative") as parent:
-        with mlflow.start_run(run_name="dummy", nested=True) as run:
-            info = mlflow.sklearn.log_model(model, name="model", pyfunc_predict_fn="predict_proba")
-    return register_candidate(
-        info.model_uri,
-        settings.model_name,
-        {
-            "candidate": "dummy",
-            "run_id": run.info.run_id,
-            "training_run_id": parent.info.run_id,
-            "data_version": manifest["data_version"],
-            "prepared_id": manifest["prepared_id"],
-            "threshold": 0.5,
-            "val_pr_auc": 0.99,
-            "git_commit": "test",
-            "synthetic": "false",
-        },
-    )
+        for tags in scores or [{"val_pr_auc": 0.99}]:
+            with mlflow.start_run(run_name="dummy", nested=True) as run:
+                info = mlflow.sklearn.log_model(model, name="model", pyfunc_predict_fn="predict_proba")
+            common = {
+                "candidate": "dummy",
+                "run_id": run.info.run_id,
+                "training_run_id": parent.info.run_id,
+                "data_version": manifest["data_version"],
+                "prepared_id": manifest["prepared_id"],
+                "threshold": 0.5,
+                "git_commit": "test",
+                "synthetic": "false",
+            }
+            versions.append(register_candidate(info.model_uri, settings.model_name, common | tags))
+    return versions[-1]
 
 
 def aliases(settings) -> dict[str, str]:
@@ -124,6 +125,21 @@ def test_gate_promotes_better_refuses_worse_and_rollback_restores(platform):
     assert trail.loc[1, "from_version"] == int(dummy) and trail.loc[1, "to_version"] == int(best)
     assert trail.loc[2, "candidate_value"] < trail.loc[2, "production_value"]
     assert all(isinstance(r, str) and r for r in trail["reason"])
+
+
+def test_candidates_are_ranked_by_their_cross_validated_score(platform):
+    settings, manifest = platform
+    settings = replace(settings, model_name=f"ranked-{uuid.uuid4().hex[:6]}")
+    scores = [  # the validation split prefers the first, cross-validation the second
+        {"val_pr_auc": 0.50, "val_cv_pr_auc": 0.40, "val_cv_pr_auc_std": 0.01},
+        {"val_pr_auc": 0.45, "val_cv_pr_auc": 0.44, "val_cv_pr_auc_std": 0.01},
+    ]
+    second = register_uninformative_run(settings, manifest, scores)
+    first = str(int(second) - 1)
+    assert stage_candidates(settings, DeployOptions())[0] == second
+    tags = MlflowClient(settings.tracking_uri).get_model_version(settings.model_name, second).tags
+    assert tags["staging_ranked_by"] == "val_cv_pr_auc" and tags["staging_rank"] == "1"
+    assert stage_candidates(settings, DeployOptions(rank_by="validation"))[0] == first
 
 
 def test_margin_refuses_a_model_that_is_better_but_not_by_enough(platform):

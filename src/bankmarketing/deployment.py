@@ -42,7 +42,12 @@ FairnessMeasure = Literal["selection_rate", "true_positive_rate", "calibration"]
 class DeployOptions(StageOptions):
     """Parameters of `deploy` (Mage variables / CLI flags of the same names)."""
 
-    metric: Metric = Field("pr_auc", description="validation metric that ranks candidates and gates")
+    metric: Metric = Field("pr_auc", description="the metric that ranks candidates and gates")
+    rank_by: Literal["cv", "validation"] = Field(
+        "cv",
+        description="rank candidates by the search's cross-validated score on the training split "
+        "(PR-AUC, mean over cv_folds; less noisy than one validation split), or by the validation split",
+    )
     margin: float = Field(0.0, ge=0, description="how much better on test than production")
     staging_count: int = Field(3, ge=1, le=10)
     triggered_by: str | None = Field(None, description="who or what started the deploy")
@@ -157,11 +162,12 @@ def newest_candidates(client: MlflowClient, name: str) -> list[ModelVersion]:
     )
 
 
-def mark_staging(client: MlflowClient, name: str, ranked: list[ModelVersion], count: int) -> None:
-    """Aliases staging-1..count on the best `count` candidates, best first."""
+def mark_staging(client: MlflowClient, name: str, ranked: list[ModelVersion], count: int, key: str) -> None:
+    """Aliases staging-1..count on the best `count` candidates, best first (ranked by tag `key`)."""
     for position, version in enumerate(ranked[:count], start=1):
         client.set_registered_model_alias(name, f"{STAGING_PREFIX}{position}", version.version)
         client.set_model_version_tag(name, version.version, "staging_rank", str(position))
+        client.set_model_version_tag(name, version.version, "staging_ranked_by", key)
 
 
 def evaluate(version: ModelVersion, pipeline, rows: pd.DataFrame) -> dict:
@@ -183,12 +189,27 @@ def audit_trail(settings: Settings, model_name: str) -> pd.DataFrame:
         return pd.DataFrame(connection.execute(query.order_by(deployment_audit.c.id)).mappings().all())
 
 
+def ranking_tag(versions: list[ModelVersion], options: DeployOptions) -> str:
+    """The version tag candidates are ranked by: the cross-validated score where `train` recorded
+    it for every candidate (PR-AUC only), else the validation split's."""
+    cv = f"val_cv_{options.metric}"
+    if options.rank_by == "cv" and versions and all(cv in v.tags for v in versions):
+        return cv
+    return f"val_{options.metric}"
+
+
 def stage_candidates(settings: Settings, options: DeployOptions) -> list[str]:
-    """Rank the newest run's versions by the validation metric; alias the best staging-1..n."""
+    """Rank the newest run's versions (`ranking_tag`); alias the best staging-1..n."""
     client = MlflowClient(settings.tracking_uri)
-    name, key = settings.model_name, f"val_{options.metric}"
-    ranked = sorted(newest_candidates(client, name), key=lambda v: -float(v.tags[key]))
-    mark_staging(client, name, ranked, options.staging_count)
+    candidates = newest_candidates(client, settings.model_name)
+    key = ranking_tag(candidates, options)
+    ranked = sorted(candidates, key=lambda v: -float(v.tags[key]))
+    log.info(
+        "ranked by %s: %s",
+        key,
+        ", ".join(f"v{v.version} {v.tags.get('candidate')} {v.tags[key]}" for v in ranked),
+    )
+    mark_staging(client, settings.model_name, ranked, options.staging_count, key)
     return [v.version for v in ranked[: options.staging_count]]
 
 
