@@ -28,7 +28,7 @@ endif
 # CI/CD targets used by .github/workflows (images, drift check, release).
 -include .ci/targets.mk
 
-.PHONY: help setup up down mlflow mlflow-stop prepare train deploy test-model fairness rollback challenger monitor outcomes retrain serve receiver ui build-predictor demo mage-ui test test-fast screenshots lint bench season clean
+.PHONY: help setup up down mlflow mlflow-stop prepare train deploy test-model fairness rollback approve challenger monitor outcomes retrain serve receiver ui build-predictor demo mage-ui test test-fast screenshots lint bench season clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -81,6 +81,9 @@ fairness: setup mlflow ## fairness gaps of the production version on the test sp
 
 rollback: setup mlflow ## move the `production` alias back to `previous` (audited)
 	$(APP)/bankmarketing rollback
+
+approve: setup mlflow ## with DEPLOY_REQUIRE_APPROVAL=true: promote the waiting version, VERSION=N (audited)
+	$(APP)/bankmarketing approve --version $(VERSION)
 
 challenger: setup mlflow ## the challenger and its comparisons with production (ACTION=promote|withdraw; chart in images/)
 	$(APP)/bankmarketing challenger $(if $(ACTION),--action $(ACTION),--chart images/challenger-vs-production.png)

@@ -18,9 +18,11 @@ from bankmarketing.data.identity import ROW_ID, with_row_ids
 from bankmarketing.data.prepare import PrepareOptions, prepare, read_prepared_split, read_split
 from bankmarketing.data.split import REFERENCE_MONTHS
 from bankmarketing.deployment import (
+    ApproveOptions,
     ChallengerOptions,
     DeployOptions,
     RollbackOptions,
+    approve,
     audit_trail,
     deploy,
     manage_challenger,
@@ -140,6 +142,35 @@ def test_candidates_are_ranked_by_their_cross_validated_score(platform):
     tags = MlflowClient(settings.tracking_uri).get_model_version(settings.model_name, second).tags
     assert tags["staging_ranked_by"] == "val_cv_pr_auc" and tags["staging_rank"] == "1"
     assert stage_candidates(settings, DeployOptions(rank_by="validation"))[0] == first
+
+
+def test_with_approval_required_the_winner_waits_for_a_person(platform):
+    settings, manifest = platform
+    settings = replace(settings, model_name=f"approval-{uuid.uuid4().hex[:6]}", require_approval=True)
+    first = register_uninformative_run(settings, manifest)
+    waiting = deploy(settings, DeployOptions(triggered_by="test:gate"))
+    assert waiting["action"] == "pending" and waiting["production"] is None
+    assert f"approve --version {first}" in waiting["reason"]
+    assert aliases(settings) == {"approved-pending": first, "staging-1": first}
+    with pytest.raises(
+        DataError, match=f"version {int(first) + 1} .* is not waiting for approval \\(v{first} is\\)"
+    ):
+        approve(settings, ApproveOptions(version=int(first) + 1))
+    approved = approve(settings, ApproveOptions(version=int(first), approver="alice"))
+    assert approved["production"] == first and aliases(settings) == {"production": first, "staging-1": first}
+    row = audit_trail(settings, settings.model_name).iloc[-1]
+    assert (row["action"], row["triggered_by"], row["to_version"]) == ("promote", "alice", int(first))
+    assert row["reason"].startswith("approved by alice; the gate: no production version yet")
+    with pytest.raises(DataError, match="no version is"):
+        approve(settings, ApproveOptions(version=int(first)))
+
+    second = register_uninformative_run(settings, manifest, [{"val_pr_auc": 0.99}])
+    client = MlflowClient(settings.tracking_uri)
+    client.set_registered_model_alias(settings.model_name, "approved-pending", second)  # as a gate would
+    client.set_model_version_tag(settings.model_name, second, "pending_against", "999")
+    with pytest.raises(DataError, match="not v999 the gate judged version .* against: run deploy again"):
+        approve(settings, ApproveOptions(version=int(second)))
+    assert aliases(settings)["production"] == first  # nothing moved
 
 
 def test_margin_refuses_a_model_that_is_better_but_not_by_enough(platform):

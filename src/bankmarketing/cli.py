@@ -51,9 +51,11 @@ def _stages():
     from bankmarketing.batch import BatchOptions, CampaignOptions, campaign, score_file
     from bankmarketing.data.prepare import PrepareOptions, prepare
     from bankmarketing.deployment import (
+        ApproveOptions,
         ChallengerOptions,
         DeployOptions,
         RollbackOptions,
+        approve,
         deploy,
         manage_challenger,
         rollback,
@@ -71,6 +73,7 @@ def _stages():
         "train": (TrainOptions, train),
         "deploy": (DeployOptions, deploy),
         "rollback": (RollbackOptions, rollback),
+        "approve": (ApproveOptions, approve),
         "challenger": (ChallengerOptions, manage_challenger),
         "build-predictor": (PredictorBuildOptions, build_predictor),
         "test": (TestOptions, evaluate_split),

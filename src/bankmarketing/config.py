@@ -60,6 +60,7 @@ class Settings:
     alert_receiver_url: str | None = None  # ALERT_RECEIVER_URL: where `monitor` posts its alert
     alert_receiver_token: str | None = None  # ALERT_RECEIVER_TOKEN: bearer token of the receiver
     alert_receiver_hmac_secret: str | None = None  # ALERT_RECEIVER_HMAC_SECRET: signs what monitor posts
+    require_approval: bool = False  # DEPLOY_REQUIRE_APPROVAL: the gate's winner waits for `approve`
 
     @property
     def platform_database_url(self) -> str:
@@ -81,4 +82,5 @@ class Settings:
             alert_receiver_url=os.environ.get("ALERT_RECEIVER_URL", "").strip() or None,
             alert_receiver_token=os.environ.get("ALERT_RECEIVER_TOKEN", "").strip() or None,
             alert_receiver_hmac_secret=os.environ.get("ALERT_RECEIVER_HMAC_SECRET", "").strip() or None,
+            require_approval=_env("DEPLOY_REQUIRE_APPROVAL", "false").lower() in ("1", "true", "yes"),
         )

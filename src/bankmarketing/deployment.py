@@ -34,6 +34,8 @@ from bankmarketing.training.train import xy
 
 log = logging.getLogger(__name__)
 PRODUCTION, PREVIOUS = "production", "previous"
+#: The gate's winner while it waits for a person (Settings.require_approval); see `approve`.
+PENDING = "approved-pending"
 STAGING_PREFIX = "staging-"
 Metric = Literal["pr_auc", "roc_auc", "f1", "lift_top_decile"]
 FairnessMeasure = Literal["selection_rate", "true_positive_rate", "calibration"]
@@ -95,6 +97,13 @@ class ChallengerOptions(DeployOptions):
     )
 
 
+class ApproveOptions(StageOptions):
+    """Parameters of `approve`."""
+
+    version: int = Field(ge=1, description="the version waiting for approval (alias approved-pending)")
+    approver: str | None = Field(None, description="who approves; default: the user running it")
+
+
 class RollbackOptions(StageOptions):
     """Parameters of `rollback`."""
 
@@ -103,7 +112,7 @@ class RollbackOptions(StageOptions):
 
 @dataclass(frozen=True)
 class Decision:
-    action: Literal["promote", "refuse", "keep", "challenge"]
+    action: Literal["promote", "refuse", "keep", "challenge", "pending"]
     candidate: str
     production: str | None
     candidate_value: float | None  # the metric on the evaluation set (None: too small to measure)
@@ -235,6 +244,13 @@ def promote_best(settings: Settings, options: DeployOptions, staged: list[str]) 
     if options.role == CHALLENGER:
         decided = _as_challenger(decided, options.metric)
     decision = _gate_latency(_gate_fairness(decided, gaps, options), best, options)
+    if decision.action == "promote" and settings.require_approval:
+        decision = replace(
+            decision,
+            action="pending",
+            reason=f"{decision.reason.removesuffix(', promoted')}: waits for approval "
+            f"(bankmarketing approve --version {best.version})",
+        )
     triggered_by = options.triggered_by or f"user:{getpass.getuser()}"
     _record(
         settings,
@@ -272,7 +288,12 @@ def promote_best(settings: Settings, options: DeployOptions, staged: list[str]) 
         client.set_registered_model_alias(name, PRODUCTION, best.version)
     elif decision.action == "challenge":
         client.set_registered_model_alias(name, CHALLENGER, best.version)
-    if decision.action in ("promote", "challenge"):  # what it will serve: its card and explanation
+    elif decision.action == "pending":  # judged against this production; `approve` checks it still is
+        client.set_registered_model_alias(name, PENDING, best.version)
+        client.set_model_version_tag(
+            name, best.version, "pending_against", current.version if current else "none"
+        )
+    if decision.action in ("promote", "challenge", "pending"):  # what it will serve: card, explanation
         explanation = explain_version(client, best, Scorer.from_pipeline(candidate), test)
         card = model_card(best, test, candidate_scores, explanation)
         client.log_text(best.run_id, card, "model_card.md")
@@ -412,6 +433,42 @@ def _decide(
         production_value,
         f"{verdict}: not better by the margin, production kept",
     )
+
+
+def approve(settings: Settings, options: ApproveOptions) -> dict:
+    """Give the version waiting for approval `production`, as the gate decided, with the approver
+    in the audit row. Refused when it is not the waiting version, or when production changed
+    since the gate compared them (deploy again)."""
+    client = MlflowClient(settings.tracking_uri)
+    name, version = settings.model_name, str(options.version)
+    pending, current = _alias_version(client, name, PENDING), _alias_version(client, name, PRODUCTION)
+    if pending is None or pending.version != version:
+        waiting = f"v{pending.version} is" if pending else "no version is"
+        raise DataError(f"version {version} of {name!r} is not waiting for approval ({waiting})")
+    judged_against = pending.tags.get("pending_against", "none")
+    if judged_against != (current.version if current else "none"):
+        raise DataError(
+            f"production is v{current.version if current else 'none'}, not v{judged_against} the gate "
+            f"judged version {version} against: run deploy again"
+        )
+    approver = options.approver or f"user:{getpass.getuser()}"
+    if current:
+        client.set_registered_model_alias(name, PREVIOUS, current.version)
+    client.set_registered_model_alias(name, PRODUCTION, version)
+    client.delete_registered_model_alias(name, PENDING)
+    client.set_model_version_tag(name, version, "deploy_decision", "promote")
+    client.set_model_version_tag(name, version, "approved_by", approver)
+    reason = f"approved by {approver}; the gate: {pending.tags.get('deploy_reason', '')}"
+    _record(
+        settings,
+        action="promote",
+        model_name=name,
+        from_version=int(current.version) if current else None,
+        to_version=int(version),
+        triggered_by=approver,
+        reason=reason,
+    )
+    return {"action": "promote", "reason": reason, "production": version}
 
 
 def rollback(settings: Settings, options: RollbackOptions) -> dict:
