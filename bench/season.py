@@ -12,9 +12,10 @@ model would be the stale one and its delta 0 by construction, not a measurement.
 scored are Jul–Nov; the mean delta is their unweighted mean (Sep and Oct are small, ~600
 rows each). Six models are trained: Dec–May, then Dec–Jun … Dec–Oct.
 
-Each model is trained as the `train` stage trains the kind `make demo` promotes (hist.
-gradient boosting by default): the stage's Optuna search with cross-validation (25 trials
-or 60 s, 3 folds, seed 42), then one model and a centered isotonic calibrator
+Each model is trained as the `train` stage trains one kind (`--candidate`; default hist.
+gradient boosting, which `make demo` promoted in most runs; the leader moves with the
+split): the stage's Optuna search with cross-validation (25 trials or 60 s, 3 folds, seed
+42), then one model and a centered isotonic calibrator
 (`fit_calibrated`), on every row of its months (the stage trains on the window's train
 split; here no validation or test rows are needed, since the later months are the test).
 The gate is not modelled: each retrained model is scored whether or not the gate would

@@ -129,7 +129,7 @@ def test_gate_promotes_better_refuses_worse_and_rollback_restores(platform):
     assert all(isinstance(r, str) and r for r in trail["reason"])
 
 
-def test_candidates_are_ranked_by_their_cross_validated_score(platform):
+def test_candidates_can_be_ranked_by_their_cross_validated_score(platform):
     settings, manifest = platform
     settings = replace(settings, model_name=f"ranked-{uuid.uuid4().hex[:6]}")
     scores = [  # the validation split prefers the first, cross-validation the second
@@ -138,10 +138,10 @@ def test_candidates_are_ranked_by_their_cross_validated_score(platform):
     ]
     second = register_uninformative_run(settings, manifest, scores)
     first = str(int(second) - 1)
-    assert stage_candidates(settings, DeployOptions())[0] == second
+    assert stage_candidates(settings, DeployOptions(rank_by="cv"))[0] == second
     tags = MlflowClient(settings.tracking_uri).get_model_version(settings.model_name, second).tags
     assert tags["staging_ranked_by"] == "val_cv_pr_auc" and tags["staging_rank"] == "1"
-    assert stage_candidates(settings, DeployOptions(rank_by="validation"))[0] == first
+    assert stage_candidates(settings, DeployOptions())[0] == first  # the default: validation
 
 
 def test_with_approval_required_the_winner_waits_for_a_person(platform):

@@ -45,10 +45,10 @@ class DeployOptions(StageOptions):
     """Parameters of `deploy` (Mage variables / CLI flags of the same names)."""
 
     metric: Metric = Field("pr_auc", description="the metric that ranks candidates and gates")
-    rank_by: Literal["cv", "validation"] = Field(
-        "cv",
-        description="rank candidates by the search's cross-validated score on the training split "
-        "(PR-AUC, mean over cv_folds; less noisy than one validation split), or by the validation split",
+    rank_by: Literal["validation", "cv"] = Field(
+        "validation",
+        description="rank candidates by the validation split's metric, or by the search's "
+        "cross-validated score on the training split (cv: PR-AUC, mean over cv_folds)",
     )
     margin: float = Field(0.0, ge=0, description="how much better on test than production")
     staging_count: int = Field(3, ge=1, le=10)
