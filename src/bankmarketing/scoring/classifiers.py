@@ -203,10 +203,14 @@ def _logistic_regression(model: LogisticRegression) -> tuple[Function, ...]:
     coef, intercept = model.coef_, model.intercept_
     require(isinstance(coef, np.ndarray) and coef.shape[0] == 1, "logistic regression setup")
 
+    weights, bias = coef[0], intercept[0]
+
     def decision(X: np.ndarray) -> np.ndarray:
+        """X @ coef + intercept, each row summed on its own (a BLAS product's rounding depends
+        on how many rows it is given: a customer would score differently alone and in a batch)."""
         if not np.isfinite(X).all():  # as sklearn refuses (e.g. an unknown month)
             raise ValueError("Input X contains NaN or infinity.")
-        return (X @ coef.T + intercept).reshape(-1)
+        return (X * weights).sum(axis=1) + bias
 
     def contributions(X: np.ndarray) -> np.ndarray:
         return np.column_stack([X * coef[0], np.full(len(X), intercept[0])])
