@@ -244,13 +244,8 @@ def promote_best(settings: Settings, options: DeployOptions, staged: list[str]) 
     if options.role == CHALLENGER:
         decided = _as_challenger(decided, options.metric)
     decision = _gate_latency(_gate_fairness(decided, gaps, options), best, options)
-    if decision.action == "promote" and settings.require_approval:
-        decision = replace(
-            decision,
-            action="pending",
-            reason=f"{decision.reason.removesuffix(', promoted')}: waits for approval "
-            f"(bankmarketing approve --version {best.version})",
-        )
+    if settings.require_approval:
+        decision = _awaiting_approval(decision)
     triggered_by = options.triggered_by or f"user:{getpass.getuser()}"
     _record(
         settings,
@@ -370,6 +365,18 @@ def _refused(decision: Decision, why: str) -> Decision:
         action="refuse",
         reason=f"{decision.reason.removesuffix(', promoted')}; but {why}: "
         + ("refused, production kept" if decision.action == "promote" else "refused, no challenger set"),
+    )
+
+
+def _awaiting_approval(decision: Decision) -> Decision:
+    """A promotion becomes `pending`: the version waits for a person (`approve`)."""
+    if decision.action != "promote":
+        return decision
+    return replace(
+        decision,
+        action="pending",
+        reason=f"{decision.reason.removesuffix(', promoted')}: waits for approval "
+        f"(bankmarketing approve --version {decision.candidate})",
     )
 
 
