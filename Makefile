@@ -140,8 +140,9 @@ screenshots: setup ## README's screenshots (images/): the stack in Chromium, its
 lint: setup ## ruff
 	$(APP)/ruff check src tests bench mlops
 
-bench: setup ## quality benchmark: 5-fold CV on all rows against the anchor
+bench: setup ## quality benchmark: every kind and the ensemble, 5-fold CV on all rows, against the anchor
 	$(APP)/python bench/quality.py
+	$(APP)/python bench/quality.py --candidate soft_voting
 
 season: setup ## season backtest: stale Dec–May model vs the one retrained after each drift alert, chart in images/
 	$(APP)/python bench/season.py --chart images/season-backtest.png

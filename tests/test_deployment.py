@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from dataclasses import replace
 
@@ -98,9 +100,15 @@ def test_gate_promotes_better_refuses_worse_and_rollback_restores(platform):
             timeout_s=10,
             cv_folds=2,
             importance_rows=300,
+            ensemble_members=2,
         ),
     )
-    best = max(trained["candidates"], key=lambda c: c["metrics"]["pr_auc"])["version"]
+    ensemble = trained["candidates"][-1]
+    assert ensemble["candidate"] == "soft_voting" and len(trained["candidates"]) == 3
+    tags = client.get_model_version(settings.model_name, ensemble["version"]).tags
+    assert tags["fast_path"] == "true" and tags["explanation_method"].startswith("permutation Shapley")
+    assert len(json.loads(tags["cv_pr_auc_folds"])) == TrainOptions().selection_folds
+    best = max(trained["candidates"], key=lambda c: c["metrics"]["cv_pr_auc"])["version"]
     second = deploy(settings, DeployOptions(triggered_by="test:second"))
     assert second["action"] == "promote" and second["production"] == best
     assert aliases(settings)["previous"] == dummy
@@ -129,19 +137,24 @@ def test_gate_promotes_better_refuses_worse_and_rollback_restores(platform):
     assert all(isinstance(r, str) and r for r in trail["reason"])
 
 
-def test_candidates_can_be_ranked_by_their_cross_validated_score(platform):
+def test_candidates_are_ranked_by_their_cross_validated_score_compared_fold_by_fold(platform, caplog):
     settings, manifest = platform
     settings = replace(settings, model_name=f"ranked-{uuid.uuid4().hex[:6]}")
     scores = [  # the validation split prefers the first, cross-validation the second
-        {"val_pr_auc": 0.50, "val_cv_pr_auc": 0.40, "val_cv_pr_auc_std": 0.01},
-        {"val_pr_auc": 0.45, "val_cv_pr_auc": 0.44, "val_cv_pr_auc_std": 0.01},
+        {"val_pr_auc": 0.50, "val_cv_pr_auc": 0.40, "cv_pr_auc_folds": "[0.39, 0.40, 0.41]"},
+        {"val_pr_auc": 0.45, "val_cv_pr_auc": 0.44, "cv_pr_auc_folds": "[0.45, 0.43, 0.44]"},
+        {"val_pr_auc": 0.40, "val_cv_pr_auc": 0.43, "cv_pr_auc_folds": "[0.43, 0.44, 0.42]"},
     ]
-    second = register_uninformative_run(settings, manifest, scores)
-    first = str(int(second) - 1)
-    assert stage_candidates(settings, DeployOptions(rank_by="cv"))[0] == second
+    last = register_uninformative_run(settings, manifest, scores)
+    first, second = str(int(last) - 2), str(int(last) - 1)
+    with caplog.at_level("INFO", logger="bankmarketing.deployment"):
+        assert stage_candidates(settings, DeployOptions()) == [second, last, first]  # the default: cv
     tags = MlflowClient(settings.tracking_uri).get_model_version(settings.model_name, second).tags
     assert tags["staging_ranked_by"] == "val_cv_pr_auc" and tags["staging_rank"] == "1"
-    assert stage_candidates(settings, DeployOptions())[0] == first  # the default: validation
+    lines = {line.split()[0]: line for line in caplog.text.splitlines() if line.strip().startswith("v")}
+    assert "-0.0100 +- 0.0173 per fold vs the leader: within noise" in lines[f"v{last}"]
+    assert "-0.0400 +- 0.0173 per fold vs the leader: beyond noise" in lines[f"v{first}"]
+    assert stage_candidates(settings, DeployOptions(rank_by="validation"))[0] == first
 
 
 def test_with_approval_required_the_winner_waits_for_a_person(platform):
@@ -186,6 +199,13 @@ def test_margin_refuses_a_model_that_is_better_but_not_by_enough(platform):
     )
     refused = deploy(settings, DeployOptions(margin=0.9))
     assert refused["action"] == "refuse" and "not better by the margin" in refused["reason"]
+    spread = float(re.search(r"bootstrap sd (\d\.\d+)", refused["reason"])[1])
+    difference = float(re.search(r"difference ([+-]\d\.\d+)", refused["reason"])[1])
+    assert 0 < spread < difference  # far better than the base rate, beyond the noise
+    beyond = 1.5 * difference / spread  # sds: more than the difference
+    refused = deploy(settings, DeployOptions(margin_sds=beyond))
+    assert refused["action"] == "refuse" and f"+ {beyond:g} sd" in refused["reason"]
+    assert deploy(settings, DeployOptions(margin_sds=0.5 * difference / spread))["action"] == "promote"
 
 
 def test_the_gate_judges_on_rows_neither_version_trained_on(platform, tmp_path):

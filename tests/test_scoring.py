@@ -11,16 +11,20 @@ import pytest
 import xgboost
 from scipy.special import logit
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
 from sklearn.naive_bayes import GaussianNB
 from sklearn.neural_network import MLPClassifier
+from sklearn.svm import SVC
 
 from bankmarketing.data.loading import read_raw
 from bankmarketing.data.schema import FEATURES
 from bankmarketing.data.validation import validate
 from bankmarketing.scoring import BACKGROUND_ATTRIBUTE, ExplanationUnavailable, Scorer, layout, trees
+from bankmarketing.scoring.classifiers import KINDS as COMPILED
 from bankmarketing.scoring.errors import Unsupported
 from bankmarketing.scoring.shapley import permutation_shapley
-from bankmarketing.training.candidates import CANDIDATES
+from bankmarketing.training.candidates import CANDIDATES, StratifiedSubsampleClassifier
+from bankmarketing.training.ensemble import ENSEMBLE, SoftVotingClassifier, soft_voting_candidate
 from bankmarketing.training.train import TrainOptions, fit_calibrated, xy
 
 PARAMS = {
@@ -50,7 +54,10 @@ PARAMS = {
     "mlp": {"hidden_layer_sizes": "32", "alpha": 1e-3, "learning_rate_init": 1e-3},
     "svc": {"C": 1.0, "gamma": 0.05, "class_weight": "balanced", "max_rows": 1500},
 }
-assert set(PARAMS) == set(CANDIDATES)  # every kind `train` can register is tested
+MEMBERS = ("xgboost", "hist_gradient_boosting", "logistic_regression")
+PARAMS[ENSEMBLE] = {"members": {name: PARAMS[name] for name in MEMBERS}}
+KINDS = {**CANDIDATES, ENSEMBLE: soft_voting_candidate()}
+assert set(PARAMS) == set(KINDS) == set(COMPILED)  # every kind `train` can register is tested
 #: Largest |fast path - pipeline| allowed per kind, calibration included. The tree kinds and
 #: XGBoost are bit for bit (the forest with one thread: with several, scikit-learn adds its trees
 #: in varying order); the others multiply matrices through BLAS in another order (measured
@@ -63,9 +70,10 @@ TOLERANCE = {
     "logistic_regression": 1e-12,
     "mlp": 1e-12,
     "svc": 1e-9,
+    ENSEMBLE: 1e-12,  # its logistic regression member's
 }
 DEFAULT = TrainOptions().calibration  # centered isotonic
-FAST = [(name, DEFAULT, None) for name in CANDIDATES]
+FAST = [(name, DEFAULT, None) for name in KINDS]
 FAST += [(name, "isotonic", None) for name in ("xgboost", "hist_gradient_boosting")]
 FAST += [(name, "sigmoid", None) for name in ("xgboost", "logistic_regression", "hist_gradient_boosting")]
 FAST += [("xgboost", DEFAULT, True), ("logistic_regression", "sigmoid", False)]  # rescaled
@@ -88,7 +96,7 @@ def pipelines(frame):
 
     def get(name: str, method: str = DEFAULT, scale: bool | None = None):
         if (name, method, scale) not in trained:
-            candidate, rows = CANDIDATES[name], len(y)
+            candidate, rows = KINDS[name], len(y)
             if scale is not None:
                 candidate, rows = replace(candidate, scale_numeric=scale), 2000
             model = fit_calibrated(
@@ -136,7 +144,7 @@ def test_an_unknown_kind_falls_back_to_exactly_the_pipeline_and_cannot_explain(f
     assert issubclass(ExplanationUnavailable, ValueError)
 
 
-@pytest.mark.parametrize("name", list(CANDIDATES))
+@pytest.mark.parametrize("name", list(KINDS))
 def test_unknown_categories_extra_keys_and_key_order(pipelines, records, name):
     pipeline = pipelines(name)
     scorer = Scorer.from_pipeline(pipeline)
@@ -171,22 +179,24 @@ def _library_margin(pipeline, records) -> np.ndarray:
     X = pipeline.named_steps["features"].transform(pd.DataFrame(records))
     if isinstance(estimator, xgboost.XGBClassifier):
         return estimator.predict(X, output_margin=True)
-    if isinstance(estimator, RandomForestClassifier):
+    if isinstance(estimator, (RandomForestClassifier, SoftVotingClassifier)):
         return estimator.predict_proba(X)[:, 1]
     if isinstance(estimator, MLPClassifier):
         return logit(estimator.predict_proba(X)[:, 1])
     return estimator.decision_function(X)
 
 
+#: Customers explained per kind: fewer where each one is sampled (a few thousand rows scored).
+EXPLAINED_ROWS = {"mlp": 300, "svc": 300, ENSEMBLE: 100}
 #: How closely contributions + bias add up to the margin: TreeSHAP runs on float32 trees.
 ADDITIVITY = {"xgboost": 1e-5, "hist_gradient_boosting": 1e-5, "random_forest": 1e-6}
 
 
-@pytest.mark.parametrize("name", list(CANDIDATES))
+@pytest.mark.parametrize("name", list(KINDS))
 def test_explanations_add_up_to_the_margin(pipelines, records, name):
     pipeline = pipelines(name)
     scorer = Scorer.from_pipeline(pipeline)
-    sample = records[:300] if name in ("mlp", "svc") else records[:3000]
+    sample = records[: EXPLAINED_ROWS.get(name, 3000)]
     explanations = scorer.explain(sample)
     margin = scorer.margin(sample)
     assert all(set(e) == {*FEATURES, "bias"} for e in explanations)
@@ -202,6 +212,27 @@ def test_explanations_add_up_to_the_margin(pipelines, records, name):
         booster = pipeline.named_steps["model"].calibrated_classifiers_[0].estimator.get_booster()
         assert biases.pop() == pytest.approx(booster.predict(xgboost.DMatrix(X), pred_contribs=True)[0, -1])
     assert np.mean([abs(e["poutcome"]) for e in explanations]) > 0  # the strongest field moves the score
+
+
+def test_weighted_soft_voting_is_compiled_with_its_weights(frame, records):
+    X, y = xy(frame.head(5000))
+    candidate = KINDS[ENSEMBLE]
+    weighted = replace(candidate, make=lambda p, seed: candidate.make(p, seed).set_params(weights=[1, 3]))
+    members = {"members": {name: PARAMS[name] for name in ("logistic_regression", "hist_gradient_boosting")}}
+    pipeline = fit_calibrated(weighted, members, TrainOptions(), X, y)
+    scorer = Scorer.from_pipeline(pipeline)
+    assert (scorer.fast, scorer.kind) == (True, ENSEMBLE)
+    expected = pipeline.predict_proba(frame)[:, 1]
+    assert np.max(np.abs(scorer.score_records(records) - expected)) <= TOLERANCE[ENSEMBLE]
+
+
+def test_soft_voting_member_without_probability_is_not_compiled():
+    X = np.random.default_rng(0).normal(size=(200, 3))
+    y = (X[:, 0] > 0).astype(int)
+    model = SoftVotingClassifier([("lr", LogisticRegression())]).fit(X, y)
+    model.estimators_.append(StratifiedSubsampleClassifier(SVC()).fit(X, y))  # fit refuses it
+    with pytest.raises(Unsupported, match="soft voting member svc: no probability"):
+        COMPILED[ENSEMBLE].compile(model)
 
 
 def test_shapley_estimate_is_exact_for_a_linear_model(pipelines, records):

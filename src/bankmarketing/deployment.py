@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from mlflow import MlflowClient
@@ -29,8 +30,12 @@ from bankmarketing.model_card import model_card
 from bankmarketing.options import StageOptions
 from bankmarketing.registry import COMPLETE_TAG, load_pipeline
 from bankmarketing.scoring import ExplanationUnavailable, Scorer
-from bankmarketing.training.evaluation import classification_metrics
-from bankmarketing.training.train import xy
+from bankmarketing.training.evaluation import (
+    bootstrap_difference_sd,
+    classification_metrics,
+    paired_difference,
+)
+from bankmarketing.training.train import CV_FOLDS_TAG, xy
 
 log = logging.getLogger(__name__)
 PRODUCTION, PREVIOUS = "production", "previous"
@@ -45,12 +50,20 @@ class DeployOptions(StageOptions):
     """Parameters of `deploy` (Mage variables / CLI flags of the same names)."""
 
     metric: Metric = Field("pr_auc", description="the metric that ranks candidates and gates")
-    rank_by: Literal["validation", "cv"] = Field(
-        "validation",
-        description="rank candidates by the validation split's metric, or by the search's "
-        "cross-validated score on the training split (cv: PR-AUC, mean over cv_folds)",
+    rank_by: Literal["cv", "validation"] = Field(
+        "cv",
+        description="rank candidates by their cross-validated PR-AUC on the training split (mean "
+        "over train's selection_folds), or by the validation split's metric",
     )
-    margin: float = Field(0.0, ge=0, description="how much better on test than production")
+    margin: float = Field(
+        0.0, ge=0, description="how much better than production on the evaluation set the candidate must be"
+    )
+    margin_sds: float = Field(
+        0.0,
+        ge=0,
+        description="... plus this many bootstrap standard deviations of the difference (0: better is "
+        "enough; 2: better beyond the noise of the evaluation rows)",
+    )
     staging_count: int = Field(3, ge=1, le=10)
     triggered_by: str | None = Field(None, description="who or what started the deploy")
     predictor_dir: str = Field("build/predictor", description="where the predictor build context goes")
@@ -179,10 +192,12 @@ def mark_staging(client: MlflowClient, name: str, ranked: list[ModelVersion], co
         client.set_model_version_tag(name, version.version, "staging_ranked_by", key)
 
 
-def evaluate(version: ModelVersion, pipeline, rows: pd.DataFrame) -> dict:
-    """Metrics of a registered version (its fitted `pipeline`) on labelled rows, at its own threshold."""
+def evaluate(version: ModelVersion, pipeline, rows: pd.DataFrame) -> tuple[dict, np.ndarray]:
+    """Metrics of a registered version (its fitted `pipeline`) on labelled rows at its own
+    threshold, and its scores."""
     X, y = xy(rows)
-    return classification_metrics(y, pipeline.predict_proba(X)[:, 1], float(version.tags["threshold"]))
+    scores = pipeline.predict_proba(X)[:, 1]
+    return classification_metrics(y, scores, float(version.tags["threshold"])), scores
 
 
 def _record(settings: Settings, **row) -> None:
@@ -213,13 +228,30 @@ def stage_candidates(settings: Settings, options: DeployOptions) -> list[str]:
     candidates = newest_candidates(client, settings.model_name)
     key = ranking_tag(candidates, options)
     ranked = sorted(candidates, key=lambda v: -float(v.tags[key]))
-    log.info(
-        "ranked by %s: %s",
-        key,
-        ", ".join(f"v{v.version} {v.tags.get('candidate')} {v.tags[key]}" for v in ranked),
-    )
+    log.info("ranked by %s:\n%s", key, "\n".join(f"  {line}" for line in ranking_lines(ranked, key)))
     mark_staging(client, settings.model_name, ranked, options.staging_count, key)
     return [v.version for v in ranked[: options.staging_count]]
+
+
+def ranking_lines(ranked: list[ModelVersion], key: str) -> list[str]:
+    """One line per ranked version: its score, and against the leader fold by fold where `train`
+    recorded the folds (the same for every candidate of a run)."""
+    folds = {v.version: json.loads(v.tags[CV_FOLDS_TAG]) for v in ranked if CV_FOLDS_TAG in v.tags}
+    leader = ranked[0] if ranked else None
+    lines = []
+    for version in ranked:
+        line = f"v{version.version} {version.tags.get('candidate')} {float(version.tags[key]):.4f}"
+        if (
+            key.startswith("val_cv_")
+            and version is not leader
+            and {version.version, leader.version} <= set(folds)
+        ):
+            mean, sd, close = paired_difference(folds[version.version], folds[leader.version])
+            line += (
+                f" ({mean:+.4f} +- {sd:.4f} per fold vs the leader: {'within' if close else 'beyond'} noise)"
+            )
+        lines.append(line)
+    return lines
 
 
 def deploy(settings: Settings, options: DeployOptions) -> dict:
@@ -413,7 +445,8 @@ def _decide(
         return Decision(
             "refuse", best.version, was, None, None, f"{too_small}: no promotion, production kept"
         )
-    value = evaluate(best, candidate, judged.rows)[metric]
+    measured, candidate_scores = evaluate(best, candidate, judged.rows)
+    value = measured[metric]
     on = f"on {judged.description}"
     if current is None:
         return Decision(
@@ -425,12 +458,24 @@ def _decide(
             f"no production version yet; candidate {metric} {value:.4f} {on}",
         )
     production = load_pipeline(tracking_uri, current.name, current.version)
-    production_value = evaluate(current, production, judged.rows)[metric]
+    measured, production_scores = evaluate(current, production, judged.rows)
+    production_value = measured[metric]
+    spread = bootstrap_difference_sd(
+        xy(judged.rows)[1],
+        candidate_scores,
+        production_scores,
+        metric,
+        (float(best.tags["threshold"]), float(current.tags["threshold"])),
+    )
+    required = production_value + options.margin + options.margin_sds * spread
     verdict = (
         f"candidate v{best.version} {metric} {value:.4f} vs production v{current.version} "
-        f"{production_value:.4f} (+ margin {options.margin:.4f}) {on}"
+        f"{production_value:.4f} {on}: difference {value - production_value:+.4f}, bootstrap sd "
+        f"{spread:.4f} (+ margin {options.margin:.4f}"
+        + (f" + {options.margin_sds:g} sd" if options.margin_sds else "")
+        + ")"
     )
-    if value > production_value + options.margin:
+    if value > required:
         return Decision("promote", best.version, was, value, production_value, f"{verdict}: better, promoted")
     return Decision(
         "refuse",

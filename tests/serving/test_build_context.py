@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
+import re
 import shutil
 import subprocess
 import sys
@@ -12,7 +15,7 @@ import pytest
 import requests
 
 from bankmarketing.data.schema import FEATURES
-from bankmarketing.serving.build_context import PredictorBuildOptions, build_predictor
+from bankmarketing.serving.build_context import SERVING_DISTRIBUTIONS, PredictorBuildOptions, build_predictor
 from tests.serving.gunicorn_process import Gunicorn
 from tests.serving.test_app import customer
 
@@ -76,3 +79,52 @@ def test_context_installs_fresh_and_serves_the_registry_scores(served, tmp_path)
         assert 'predictor_requests_total{endpoint="/predict/batch",status="200"}' in metrics
     finally:
         server.stop()
+
+
+def test_the_predictor_imports_only_what_its_image_installs():
+    """Every third-party module the predictor's app and scorer import (a soft-voting model's
+    classes included) comes from a distribution the generated requirements pin."""
+    code = (
+        "import sys, json, bankmarketing.serving.app, bankmarketing.scoring, bankmarketing.training.ensemble;"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    modules = json.loads(
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    )
+    owners = importlib.metadata.packages_distributions()
+    installed = {_normal(name) for name in SERVING_DISTRIBUTIONS} | {"xgboost"}  # xgboost-cpu's module
+    foreign = {
+        module: owners[module]
+        for module in modules
+        if module in owners
+        and module not in IMPORTED_WHEN_PRESENT | {"bankmarketing"}
+        and not {_normal(name) for name in owners[module]} & installed
+        and not _required_by(installed, owners[module])
+    }
+    assert not foreign, f"the predictor imports modules its image does not install: {foreign}"
+
+
+#: Imported by a library only when installed (pandera: pyspark; joblib: psutil; setuptools' hook).
+IMPORTED_WHEN_PRESENT = {"pyspark", "py4j", "psutil", "_distutils_hack"}
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _required_by(installed: set[str], distributions: list[str]) -> bool:
+    """Whether one of `distributions` is a dependency (at any depth) of an installed one."""
+    seen, todo = set(), list(installed)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            requires = importlib.metadata.requires(name) or []
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        todo += [
+            _normal(re.split(r"[ ;<>=!~\[(]", r, maxsplit=1)[0]) for r in requires if "extra ==" not in r
+        ]
+    return any(_normal(d) in seen for d in distributions)

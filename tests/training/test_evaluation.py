@@ -48,3 +48,24 @@ def test_metrics_report_the_majority_baseline():
     assert metrics["accuracy"] == metrics["accuracy_majority_baseline"] == 0.9
     assert metrics["pr_auc_baseline"] == pytest.approx(0.1)
     assert metrics["recall"] == 0.0
+
+
+def test_paired_difference_is_judged_against_the_spread_of_the_folds():
+    mean, sd, close = evaluation.paired_difference([0.43, 0.44, 0.42], [0.45, 0.43, 0.44])
+    assert (round(mean, 4), round(sd, 4), close) == (-0.01, 0.0173, True)
+    mean, sd, close = evaluation.paired_difference([0.39, 0.40, 0.41], [0.45, 0.43, 0.44])
+    assert (round(mean, 4), close) == (-0.04, False)
+
+
+def test_bootstrap_spread_of_a_difference_shrinks_with_more_rows_and_is_zero_for_one_model():
+    rng = np.random.default_rng(0)
+
+    def spread(rows: int, same: bool = False) -> float:
+        y = rng.integers(0, 2, rows)
+        first = np.clip(y * 0.3 + rng.random(rows) * 0.7, 0, 1)
+        second = first if same else np.clip(y * 0.2 + rng.random(rows) * 0.8, 0, 1)
+        return evaluation.bootstrap_difference_sd(y, first, second, "pr_auc", (0.5, 0.5), resamples=100)
+
+    assert spread(400, same=True) == 0.0
+    small, large = spread(400), spread(10_000)
+    assert 0 < large < small / 3  # about 1/sqrt(25) = 1/5

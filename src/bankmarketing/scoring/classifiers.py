@@ -34,6 +34,7 @@ from bankmarketing.scoring.trees import (
     xgboost_forest,
     xgboost_sigmoid,
 )
+from bankmarketing.training.ensemble import SoftVotingClassifier, soft_vote
 
 log = logging.getLogger(__name__)
 Function = Callable[[np.ndarray], np.ndarray]
@@ -71,13 +72,9 @@ class Classifier:
         require(calibrated.method in ("isotonic", "sigmoid"), f"calibration {calibrated.method}")
         estimator, calibrate = calibrated.estimator, _calibration(calibrated.calibrators[0])
         decides = hasattr(estimator, "decision_function")  # what the calibrator read
-        if type(estimator).__name__ == "StratifiedSubsampleClassifier":  # delegates to estimator_
-            estimator = estimator.estimator_
-        for kind, compiler in KINDS.items():
-            if type(estimator) is compiler.estimator_type:
-                require(decides == compiler.decides, f"{kind}: calibrated on another response")
-                return cls(kind, compiler.output, compiler.method, *compiler.compile(estimator), calibrate)
-        raise Unsupported(f"classifier {type(estimator).__name__}")
+        kind, compiler, estimator = _kind(estimator)
+        require(decides == compiler.decides, f"{kind}: calibrated on another response")
+        return cls(kind, compiler.output, compiler.method, *compiler.compile(estimator), calibrate)
 
     def score(self, X: np.ndarray) -> np.ndarray:
         """`_CalibratedClassifier.predict_proba(X)[:, 1]` for two classes."""
@@ -85,6 +82,16 @@ class Classifier:
         if proba.max(initial=0.0) > 1.0:
             proba[(1.0 < proba) & (proba <= 1.0 + 1e-5)] = 1.0
         return proba
+
+
+def _kind(estimator: Any) -> tuple[str, KindCompiler, Any]:
+    """The fitted estimator's KINDS entry, and the estimator that entry compiles."""
+    if type(estimator).__name__ == "StratifiedSubsampleClassifier":  # delegates to estimator_
+        estimator = estimator.estimator_
+    for kind, compiler in KINDS.items():
+        if type(estimator) is compiler.estimator_type:
+            return kind, compiler, estimator
+    raise Unsupported(f"classifier {type(estimator).__name__}")
 
 
 def _calibration(calibrator: Any) -> Function:
@@ -256,6 +263,23 @@ def _svc(model: SVC) -> tuple[Function, ...]:
     return decision, decision, None
 
 
+def _probability(member: Any) -> Function:
+    """A fitted member's `predict_proba(X)[:, 1]`, from its kind's compiled response."""
+    kind, compiler, member = _kind(member)
+    response = compiler.compile(member)[0]
+    if not compiler.decides:  # the response is predict_proba[:, 1]
+        return response
+    require(compiler.output == "log-odds", f"soft voting member {kind}: no probability")
+    return lambda X: expit(response(X))  # binary HGB and logistic regression: expit(decision)
+
+
+def _soft_voting(model: SoftVotingClassifier) -> tuple[Function, ...]:
+    """The members' probabilities, each compiled as its kind, averaged as the model does."""
+    members, weights = [_probability(member) for member in model.estimators_], model.weights
+    mean = lambda X: soft_vote([probability(X) for probability in members], weights)  # noqa: E731
+    return mean, mean, None
+
+
 @dataclass(frozen=True)
 class KindCompiler:
     estimator_type: type
@@ -266,7 +290,8 @@ class KindCompiler:
 
 
 TREE_SHAP, SHAPLEY = "exact TreeSHAP", "permutation Shapley"
-#: Every kind `train` can register (training.candidates), by the fitted estimator's type.
+#: Every kind `train` can register (training.candidates, training.ensemble), by the fitted
+#: estimator's type.
 KINDS: dict[str, KindCompiler] = {
     "xgboost": KindCompiler(xgboost.XGBClassifier, False, "log-odds", TREE_SHAP, _xgboost),
     "logistic_regression": KindCompiler(
@@ -280,4 +305,7 @@ KINDS: dict[str, KindCompiler] = {
     ),
     "mlp": KindCompiler(MLPClassifier, False, "log-odds", SHAPLEY, _mlp),
     "svc": KindCompiler(SVC, True, "SVM decision value", SHAPLEY, _svc),
+    "soft_voting": KindCompiler(
+        SoftVotingClassifier, False, "probability (weighted mean of the members')", SHAPLEY, _soft_voting
+    ),
 }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from sklearn.metrics import (
     accuracy_score,
@@ -77,3 +79,45 @@ def classification_metrics(y_true: np.ndarray, proba: np.ndarray, threshold: flo
         "accuracy_majority_baseline": float(majority),
         "threshold": float(threshold),
     }
+
+
+def paired_difference(scores: np.ndarray, reference: np.ndarray) -> tuple[float, float, bool]:
+    """(mean, sd, within noise) of the per-fold differences `scores - reference` on shared folds;
+    within noise: |mean| <= 2 sd, where one split could have ordered the two either way."""
+    differences = np.asarray(scores, float) - np.asarray(reference, float)
+    mean, sd = float(differences.mean()), float(differences.std(ddof=1)) if len(differences) > 1 else 0.0
+    return mean, sd, abs(mean) <= 2 * sd
+
+
+#: The metrics `metric_function` computes without the rest of `classification_metrics`.
+_ALONE: dict[str, Callable[[np.ndarray, np.ndarray, float], float]] = {
+    "pr_auc": lambda y, proba, _: float(average_precision_score(y, proba)),
+    "roc_auc": lambda y, proba, _: float(roc_auc_score(y, proba)),
+    "f1": lambda y, proba, threshold: float(f1_score(y, proba >= threshold, zero_division=0)),
+    "lift_top_decile": lambda y, proba, _: lift_at(y, proba, 0.1),
+}
+
+
+def bootstrap_difference_sd(
+    y: np.ndarray,
+    first: np.ndarray,
+    second: np.ndarray,
+    metric: str,
+    thresholds: tuple[float, float],
+    resamples: int = 200,
+    seed: int = 0,
+) -> float:
+    """Standard deviation of metric(first) - metric(second) over paired bootstrap resamples of
+    the rows (each scored by both models, each at its own threshold): how much the difference
+    would move on another draw of the same customers."""
+    measure = _ALONE[metric]
+    y = np.asarray(y).astype(int)
+    rng = np.random.default_rng(seed)
+    differences = []
+    for _ in range(resamples):
+        rows = rng.integers(0, len(y), len(y))
+        if 0 < y[rows].sum() < len(rows):
+            differences.append(
+                measure(y[rows], first[rows], thresholds[0]) - measure(y[rows], second[rows], thresholds[1])
+            )
+    return float(np.std(differences, ddof=1))

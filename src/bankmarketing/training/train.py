@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -37,13 +38,17 @@ from bankmarketing.scoring.shapley import BACKGROUND_ROWS
 from bankmarketing.training import evaluation
 from bankmarketing.training.calibration import center_isotonic_calibrators
 from bankmarketing.training.candidates import CANDIDATES, Candidate
+from bankmarketing.training.ensemble import MEMBER_KINDS, soft_voting_candidate
 from bankmarketing.training.plots import evaluation_figures
-from bankmarketing.training.tuning import search
+from bankmarketing.training.tuning import search, selection_scores
 
 log = logging.getLogger(__name__)
 MODEL_ARTIFACT = "model"
 #: Tag set on the training (parent) run as its last step, after every candidate is registered.
 TRAINING_COMPLETE_TAG = "training_complete"
+#: Version tag: the candidate's PR-AUC on each selection fold (JSON list; the same folds for
+#: every candidate of a run, so `deploy` compares them fold by fold).
+CV_FOLDS_TAG = "cv_pr_auc_folds"
 
 
 class TrainOptions(StageOptions):
@@ -53,12 +58,22 @@ class TrainOptions(StageOptions):
     trials: int = Field(25, ge=1, description="search trials per candidate")
     timeout_s: float = Field(60.0, gt=0, description="search time budget per candidate")
     cv_folds: int = Field(3, ge=2, le=10)
+    selection_folds: int = Field(
+        5, ge=2, le=10, description="fresh folds on which the searched candidates are compared"
+    )
     calibration: Literal["centered_isotonic", "isotonic", "sigmoid"] = Field(
         "centered_isotonic", description="the calibrator (training.calibration)"
     )
     threshold_objective: Literal["f1", "profit"] = "f1"
     cost_per_call: float = Field(5.0, ge=0)
     value_per_subscription: float = Field(50.0, gt=0)
+    ensemble_members: int = Field(
+        0,
+        ge=0,
+        le=len(MEMBER_KINDS),
+        description="also register a soft-voting ensemble of this many best kinds by selection "
+        "PR-AUC (0: none; members are kinds with probabilities, not svc)",
+    )
     importance_rows: int = Field(2000, ge=100)
     seed: int = 42
 
@@ -125,20 +140,48 @@ def fit_calibrated(
     return model
 
 
-def _train_candidate(candidate, options, data, common_tags, settings) -> dict:
+def flat_params(params: dict, prefix: str) -> dict:
+    """{"a": {"b": 1}} -> {"prefix__a__b": 1}: the ensemble's members' parameters, one MLflow param each."""
+    flat = {}
+    for key, value in params.items():
+        name = f"{prefix}__{key}"
+        flat |= flat_params(value, name) if isinstance(value, dict) else {name: value}
+    return flat
+
+
+def members_by_selection(selection: dict[str, float], options: TrainOptions) -> list[str]:
+    """The ensemble's members: the `ensemble_members` best kinds by selection PR-AUC among those
+    that can vote (`MEMBER_KINDS`); none when fewer than two are there."""
+    voters = sorted((kind for kind in selection if kind in MEMBER_KINDS), key=lambda kind: -selection[kind])
+    members = voters[: options.ensemble_members]
+    return members if len(members) >= 2 else []
+
+
+def _train_candidate(candidate, options, data, common_tags, settings, params: dict | None = None) -> dict:
+    """Search (unless `params` are given, as for the ensemble), calibrate, evaluate, register."""
     (X_train, y_train), (X_val, y_val) = data["train"], data["validation"]
     started = time.monotonic()
     with mlflow.start_run(run_name=candidate.name, nested=True) as run:
-        found = search(
-            candidate,
-            X_train,
-            y_train,
-            trials=options.trials,
-            timeout_s=options.timeout_s,
-            cv_folds=options.cv_folds,
-            seed=options.seed,
+        if params is None:
+            found = search(
+                candidate,
+                X_train,
+                y_train,
+                trials=options.trials,
+                timeout_s=options.timeout_s,
+                cv_folds=options.cv_folds,
+                seed=options.seed,
+            )
+            params, searched = (
+                found.params,
+                {"search_cv_pr_auc": found.cv_pr_auc, "search_trials": found.trials},
+            )
+        else:
+            searched = {"search_trials": 0}
+        folds = selection_scores(
+            candidate, params, X_train, y_train, folds=options.selection_folds, seed=options.seed
         )
-        model = fit_calibrated(candidate, found.params, options, X_train, y_train)
+        model = fit_calibrated(candidate, params, options, X_train, y_train)
         scorer = Scorer.from_pipeline(model)  # what the predictor will run, and its cost per customer
         serving = {
             "serving_ms": round(single_row_ms(scorer, X_val), 4),
@@ -155,9 +198,9 @@ def _train_candidate(candidate, options, data, common_tags, settings) -> dict:
         )
         metrics = evaluation.classification_metrics(y_val, proba, threshold)
         metrics |= {
-            "cv_pr_auc": found.cv_pr_auc,
-            "cv_pr_auc_std": found.cv_pr_auc_std,
-            "search_trials": found.trials,
+            "cv_pr_auc": float(folds.mean()),
+            "cv_pr_auc_std": float(folds.std(ddof=1)),
+            **searched,
             "train_seconds": time.monotonic() - started,
         }
         sample = X_val.sample(min(options.importance_rows, len(X_val)), random_state=options.seed)
@@ -171,7 +214,7 @@ def _train_candidate(candidate, options, data, common_tags, settings) -> dict:
         )
         importances = dict(zip(sample.columns, importance.importances_mean, strict=True))
         mlflow.log_params(
-            {f"model__{k}": v for k, v in found.params.items()}
+            flat_params(params, "model")
             | {
                 "candidate": candidate.name,
                 "calibration": options.calibration,
@@ -202,6 +245,7 @@ def _train_candidate(candidate, options, data, common_tags, settings) -> dict:
                 "candidate": candidate.name,
                 "run_id": run.info.run_id,
                 "threshold": threshold,
+                CV_FOLDS_TAG: json.dumps([round(float(v), 6) for v in folds]),
             }
             | serving
             | {f"val_{k}": round(v, 6) for k, v in metrics.items()},
@@ -213,7 +257,13 @@ def _train_candidate(candidate, options, data, common_tags, settings) -> dict:
         metrics["pr_auc"],
         metrics["roc_auc"],
     )
-    return {"candidate": candidate.name, "run_id": run.info.run_id, "version": version, "metrics": metrics}
+    return {
+        "candidate": candidate.name,
+        "run_id": run.info.run_id,
+        "version": version,
+        "metrics": metrics,
+        "params": params,
+    }
 
 
 def train(settings: Settings, options: TrainOptions, manifest: dict | None = None) -> dict:
@@ -247,9 +297,20 @@ def train(settings: Settings, options: TrainOptions, manifest: dict | None = Non
             _train_candidate(CANDIDATES[name], options, data, common_tags, settings)
             for name in options.candidates
         ]
-        best = max(results, key=lambda r: r["metrics"]["pr_auc"])
+        members = members_by_selection({r["candidate"]: r["metrics"]["cv_pr_auc"] for r in results}, options)
+        if members:
+            chosen = {r["candidate"]: r["params"] for r in results if r["candidate"] in members}
+            params = {"members": {kind: chosen[kind] for kind in members}}
+            results.append(
+                _train_candidate(soft_voting_candidate(), options, data, common_tags, settings, params)
+            )
+        best = max(results, key=lambda r: r["metrics"]["cv_pr_auc"])
         mlflow.log_metrics(
-            {"best_val_pr_auc": best["metrics"]["pr_auc"], "best_val_roc_auc": best["metrics"]["roc_auc"]}
+            {
+                "best_cv_pr_auc": best["metrics"]["cv_pr_auc"],
+                "best_val_pr_auc": best["metrics"]["pr_auc"],
+                "best_val_roc_auc": best["metrics"]["roc_auc"],
+            }
         )
         mlflow.set_tag("best_candidate", best["candidate"])
         # Last: deploy stages only versions of runs that ended FINISHED after this point.
