@@ -52,8 +52,8 @@ from bankmarketing.training.candidates import CANDIDATES
 from bankmarketing.training.ensemble import ENSEMBLE as SOFT_VOTING
 from bankmarketing.training.ensemble import soft_voting_candidate
 from bankmarketing.training.evaluation import expected_calibration_error, paired_difference
-from bankmarketing.training.train import TrainOptions, fit_calibrated, members_by_selection, xy
-from bankmarketing.training.tuning import search, selection_scores
+from bankmarketing.training.train import TrainOptions, fit_calibrated, members_by_selection, searched, xy
+from bankmarketing.training.tuning import selection_scores
 
 ANCHOR = {"roc_auc": 0.804, "pr_auc": 0.462}  # tuned XGBoost, measured on this machine
 TARGET = {"roc_auc": 0.81, "pr_auc": 0.48, "ece": 0.02}
@@ -166,15 +166,7 @@ def measure_kind(kind, X, y, folds, options, every_calibration: bool, results: P
             trials = 0
         else:
             candidate = CANDIDATES[kind]
-            found = search(
-                candidate,
-                X_train,
-                y_train,
-                trials=options.trials,
-                timeout_s=options.timeout_s,
-                cv_folds=options.cv_folds,
-                seed=options.seed,
-            )
+            found = searched(candidate, options, X_train, y_train)
             params, trials = found.params, found.trials
         selection = selection_scores(
             candidate, params, X_train, y_train, folds=options.selection_folds, seed=options.seed

@@ -49,8 +49,7 @@ from bankmarketing.data.split import LATER_MONTHS as LATER
 from bankmarketing.data.split import REFERENCE_MONTHS
 from bankmarketing.data.validation import validate
 from bankmarketing.training.candidates import CANDIDATES
-from bankmarketing.training.train import TrainOptions, fit_calibrated, xy
-from bankmarketing.training.tuning import search
+from bankmarketing.training.train import TrainOptions, fit_calibrated, searched, xy
 
 COLUMNS = ("month", "rows", "stale_roc_auc", "retrained_roc_auc", "delta", "overlap_rows")
 #: Each column's alignment, width and number format in the table.
@@ -61,15 +60,7 @@ GOAL = 0.02  # issue 13: mean delta ROC-AUC at least +0.02, overlap 0
 def train_model(candidate: str, frame: pd.DataFrame, options: TrainOptions):
     """The `train` stage's search and calibrated fit of one candidate on all rows of `frame`."""
     X, y = xy(frame)
-    found = search(
-        CANDIDATES[candidate],
-        X,
-        y,
-        trials=options.trials,
-        timeout_s=options.timeout_s,
-        cv_folds=options.cv_folds,
-        seed=options.seed,
-    )
+    found = searched(CANDIDATES[candidate], options, X, y)
     return fit_calibrated(CANDIDATES[candidate], found.params, options, X, y), found.trials
 
 

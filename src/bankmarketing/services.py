@@ -86,18 +86,24 @@ def summary(settings: Settings) -> str:
     latest_run = max(versions, key=lambda v: v.creation_timestamp).tags.get("training_run_id")
     newest = sorted(
         (v for v in versions if v.tags.get("training_run_id") == latest_run),
-        key=lambda v: -float(v.tags.get("val_pr_auc", 0)),
+        key=lambda v: -float(v.tags.get("val_cv_pr_auc", v.tags.get("val_pr_auc", 0))),
     )
+    production = client.get_registered_model(settings.model_name).aliases.get("production")
     base = settings.tracking_uri.rstrip("/")
+
+    def figure(version, tag: str) -> str:
+        return f"{float(version.tags[tag]):.4f}" if tag in version.tags else "   -  "
+
     lines = [
         "",
         f"MLflow UI        {base}  (registered model: {base}/#/models/{settings.model_name})",
         f"training run     {latest_run}",
-        "candidates (best validation PR-AUC first):",
+        "candidates, as deploy ranks them (PR-AUC cross-validated on the training split; validation beside):",
         *(
             f"  version {v.version:>3}  {v.tags.get('candidate', '?'):<24} "
-            f"PR-AUC {float(v.tags.get('val_pr_auc', 'nan')):.4f}  "
-            f"ROC-AUC {float(v.tags.get('val_roc_auc', 'nan')):.4f}  run {v.run_id}"
+            f"CV PR-AUC {figure(v, 'val_cv_pr_auc')} +- {figure(v, 'val_cv_pr_auc_std')}  "
+            f"validation PR-AUC {figure(v, 'val_pr_auc')}  ROC-AUC {figure(v, 'val_roc_auc')}"
+            + ("  <- production" if v.version == production else "")
             for v in newest
         ),
         "next             make monitor (drift per period), make down (stop the stack)",

@@ -40,7 +40,7 @@ from bankmarketing.training.calibration import center_isotonic_calibrators
 from bankmarketing.training.candidates import CANDIDATES, Candidate
 from bankmarketing.training.ensemble import MEMBER_KINDS, soft_voting_candidate
 from bankmarketing.training.plots import evaluation_figures
-from bankmarketing.training.tuning import search, selection_scores
+from bankmarketing.training.tuning import SearchResult, search, selection_scores
 
 log = logging.getLogger(__name__)
 MODEL_ARTIFACT = "model"
@@ -140,6 +140,19 @@ def fit_calibrated(
     return model
 
 
+def searched(candidate: Candidate, options: TrainOptions, X: pd.DataFrame, y: np.ndarray) -> SearchResult:
+    """The search of one candidate within the options' budget."""
+    return search(
+        candidate,
+        X,
+        y,
+        trials=options.trials,
+        timeout_s=options.timeout_s,
+        cv_folds=options.cv_folds,
+        seed=options.seed,
+    )
+
+
 def flat_params(params: dict, prefix: str) -> dict:
     """{"a": {"b": 1}} -> {"prefix__a__b": 1}: the ensemble's members' parameters, one MLflow param each."""
     flat = {}
@@ -163,15 +176,7 @@ def _train_candidate(candidate, options, data, common_tags, settings, params: di
     started = time.monotonic()
     with mlflow.start_run(run_name=candidate.name, nested=True) as run:
         if params is None:
-            found = search(
-                candidate,
-                X_train,
-                y_train,
-                trials=options.trials,
-                timeout_s=options.timeout_s,
-                cv_folds=options.cv_folds,
-                seed=options.seed,
-            )
+            found = searched(candidate, options, X_train, y_train)
             params, searched = (
                 found.params,
                 {"search_cv_pr_auc": found.cv_pr_auc, "search_trials": found.trials},
