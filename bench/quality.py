@@ -116,6 +116,12 @@ def main() -> None:
     parser.add_argument("--timeout-s", type=float, default=defaults.timeout_s, help="as train's")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument(
+        "--ensemble-members",
+        type=int,
+        default=3,
+        help="soft_voting: this many best kinds vote (train's option)",
+    )
+    parser.add_argument(
         "--results",
         type=Path,
         default=Path("build/bench/quality"),
@@ -131,7 +137,9 @@ def main() -> None:
 
     frame = validate(read_raw(Path(args.data))).clean
     X, y = xy(frame)
-    options = TrainOptions(trials=args.trials, timeout_s=args.timeout_s)
+    options = TrainOptions(
+        trials=args.trials, timeout_s=args.timeout_s, ensemble_members=args.ensemble_members
+    )
     folds = list(StratifiedKFold(args.folds, shuffle=True, random_state=0).split(X, y))
     anchor = np.zeros(len(y))
     for train, test in folds:
