@@ -69,7 +69,7 @@ def test_rows_a_model_trained_on_are_dropped_before_scoring(season, sample, monk
     """If customers could be trained on and scored (identity blind to the month, the same customer
     called in jun and jul), the scored month keeps none of them and overlap_rows stays 0."""
     monkeypatch.setattr(season, "row_ids", lambda frame: identity.row_ids(frame.assign(month="any")))
-    monkeypatch.setattr(season, "train_model", lambda candidate, frame, options: (_ByAge(), 0))
+    monkeypatch.setattr(season, "train_model", lambda candidate, frame, options, calendar: (_ByAge(), 0))
     called_again = sample[sample["month"] == "jun"].head(7).assign(month="jul")
     results = season.backtest(pd.concat([sample, called_again]), log=lambda _: None)
 
@@ -78,3 +78,10 @@ def test_rows_a_model_trained_on_are_dropped_before_scoring(season, sample, monk
     assert july["month"] == "jul" and july["dropped_rows"] >= 7
     assert july["rows"] == (sample["month"] == "jul").sum() + 7 - july["dropped_rows"]
     assert season.summary(results).endswith("months=5 overlap_rows=0")
+
+
+def test_without_calendar_the_models_never_see_the_call_date(season, sample):
+    X, _ = season.model_inputs(sample, calendar=False)
+    assert set(X["month"]) == {"may"} and set(X["day_of_week"]) == {15}
+    X, _ = season.model_inputs(sample)
+    assert X["month"].nunique() == 12  # the default keeps them
