@@ -177,12 +177,10 @@ def _train_candidate(candidate, options, data, common_tags, settings, params: di
     with mlflow.start_run(run_name=candidate.name, nested=True) as run:
         if params is None:
             found = searched(candidate, options, X_train, y_train)
-            params, searched = (
-                found.params,
-                {"search_cv_pr_auc": found.cv_pr_auc, "search_trials": found.trials},
-            )
+            params = found.params
+            search_metrics = {"search_cv_pr_auc": found.cv_pr_auc, "search_trials": found.trials}
         else:
-            searched = {"search_trials": 0}
+            search_metrics = {"search_trials": 0}
         folds = selection_scores(
             candidate, params, X_train, y_train, folds=options.selection_folds, seed=options.seed
         )
@@ -205,7 +203,7 @@ def _train_candidate(candidate, options, data, common_tags, settings, params: di
         metrics |= {
             "cv_pr_auc": float(folds.mean()),
             "cv_pr_auc_std": float(folds.std(ddof=1)),
-            **searched,
+            **search_metrics,
             "train_seconds": time.monotonic() - started,
         }
         sample = X_val.sample(min(options.importance_rows, len(X_val)), random_state=options.seed)
