@@ -150,6 +150,19 @@ monitoring_column_drift = sa.Table(
     ),
 )
 
+#: Missing values of a period per model input: the marker `unknown` and empty cells.
+monitoring_missing_values = sa.Table(
+    "monitoring_missing_values",
+    metadata,
+    *_period_key(),
+    sa.Column("column_name", sa.String(64), nullable=False),
+    sa.Column("missing", sa.Integer, nullable=False),
+    sa.Column("missing_share", sa.Float, nullable=False),  # of the period's rows
+    sa.UniqueConstraint(
+        "model_name", "model_version", "period", "column_name", name="uq_monitoring_missing_values"
+    ),
+)
+
 #: Live performance of a period whose outcomes are known.
 monitoring_performance = sa.Table(
     "monitoring_performance",

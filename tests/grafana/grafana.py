@@ -2,9 +2,11 @@
 
 Grafana's Postgres datasource rewrites a panel's SQL before sending it: `$__timeFilter(col)`
 becomes `col BETWEEN '<from>' AND '<to>'` (RFC 3339, UTC), `$__timeFrom()` / `$__timeTo()`
-the quoted bounds, and template variables `$name` / `${name}` / `[[name]]` their value —
-raw for a single value, each value single-quoted and comma-joined for a multi-value
-variable. Only what these files use is implemented; anything left over fails the test.
+the quoted bounds, and template variables their value. `${name:sqlstring}` quotes the value
+(`'` doubled; a list: each value quoted, comma-joined); `$name` / `${name}` / `[[name]]`
+without a format insert a single value raw (only `'` doubled) — so `= $v` becomes `= ` for a
+variable whose query found nothing (Grafana's value ''). Only what these files use is
+implemented; anything left over fails the test.
 """
 
 from __future__ import annotations
@@ -49,6 +51,11 @@ def alert_threshold(rule: dict | None = None) -> float:
     return float(only["evaluator"]["params"][0])
 
 
+def default_time_range(board: dict) -> tuple[dt.datetime, dt.datetime]:
+    """The dashboard's default time range: absolute times only (ISO 8601, UTC)."""
+    return tuple(dt.datetime.fromisoformat(board["time"][end]) for end in ("from", "to"))
+
+
 def sql_targets(board: dict) -> list[tuple[dict, dict]]:
     """(panel, target) for every SQL target of the dashboard."""
     return [(p, t) for p in board["panels"] for t in p.get("targets", []) if "rawSql" in t]
@@ -58,6 +65,32 @@ def _rfc3339(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+#: A template variable: `${name}`, `${name:format}`, `[[name]]`, `[[name:format]]` or `$name`.
+VARIABLE = re.compile(r"\$\{(\w+)(?::(\w+))?\}|\[\[(\w+)(?::(\w+))?\]\]|\$(?!__)(\w+)")
+
+
+def variable_references(sql: str) -> list[tuple[str, str | None]]:
+    """(name, format) of every template variable in `sql` (macros `$__...` are not variables)."""
+    return [
+        (m.group(1) or m.group(3) or m.group(5), m.group(2) or m.group(4))
+        for m in VARIABLE.finditer(sql)
+        if not (m.group(1) or m.group(3) or "").startswith("__")
+    ]
+
+
+def _sql_literal(value) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _format(value, form: str | None) -> str:
+    if form == "sqlstring":
+        return ",".join(map(_sql_literal, value)) if isinstance(value, list) else _sql_literal(value)
+    assert form is None, f"format {form!r} is not implemented here"
+    if isinstance(value, list):
+        return ",".join(map(_sql_literal, value))
+    return str(value).replace("'", "''")
+
+
 def expand(sql: str, time_from: dt.datetime, time_to: dt.datetime, variables: dict | None = None) -> str:
     """Concrete SQL from a Grafana query: macros and template variables replaced."""
     start, end = f"'{_rfc3339(time_from)}'", f"'{_rfc3339(time_to)}'"
@@ -65,9 +98,13 @@ def expand(sql: str, time_from: dt.datetime, time_to: dt.datetime, variables: di
         r"\$__timeFilter\(([^)]+)\)", lambda m: f"{m.group(1).strip()} BETWEEN {start} AND {end}", sql
     )
     sql = sql.replace("$__timeFrom()", start).replace("$__timeTo()", end)
-    for name, value in (variables or {}).items():
-        text = ",".join(f"'{v}'" for v in value) if isinstance(value, list) else str(value)
-        sql = re.sub(rf"\$\{{{name}\}}|\[\[{name}\]\]|\${name}\b", lambda _m, t=text: t, sql)
-    left = re.findall(r"\$\{\w+\}|\$\w+|\[\[\w+\]\]", sql)
+    variables = variables or {}
+
+    def replace(match: re.Match) -> str:
+        name, form = match.group(1) or match.group(3) or match.group(5), match.group(2) or match.group(4)
+        return _format(variables[name], form) if name in variables else match.group(0)
+
+    sql = VARIABLE.sub(replace, sql)
+    left = re.findall(r"\$\{\w+(?::\w+)?\}|\$\w+|\[\[\w+(?::\w+)?\]\]", sql)
     assert not left, f"unexpanded Grafana macros or variables {left} in:\n{sql}"
     return sql

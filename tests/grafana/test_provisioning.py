@@ -10,6 +10,7 @@ import re
 import pytest
 import yaml
 
+from bankmarketing.monitoring.monitor import BATCH_PERIODS, _batch_dates
 from tests.grafana.grafana import (
     BUILT_IN_UIDS,
     GRAFANA,
@@ -18,9 +19,11 @@ from tests.grafana.grafana import (
     alert_rule,
     alert_threshold,
     dashboard,
+    default_time_range,
     expand,
     load_yaml,
     sql_targets,
+    variable_references,
 )
 
 REPO = GRAFANA.parent
@@ -97,7 +100,73 @@ def test_time_series_panels_use_period_start_within_the_time_range():
         assert re.search(r'period_start AS "time"', target["rawSql"]), panel["title"]
         assert "$__timeFilter(period_start)" in target["rawSql"], panel["title"]
         # the selected version: the model's, or production's in a challenger comparison
-        assert re.search(r"\b(model|production)_version = \$model_version", target["rawSql"]), panel["title"]
+        assert re.search(
+            r"\b(model|production)_version::text = \$\{model_version:sqlstring\}", target["rawSql"]
+        ), panel["title"]
+
+
+def _all_sql() -> list[tuple[str, str]]:
+    """(where, SQL) of every panel target, every variable query and the alert rule."""
+    board = dashboard()
+    return [
+        *((f"panel {p['title']!r}", t["rawSql"]) for p, t in sql_targets(board)),
+        *((f"variable {v['name']!r}", v["query"]) for v in board["templating"]["list"]),
+        ("alert rule", alert_query()["model"]["rawSql"]),
+    ]
+
+
+def test_every_template_variable_is_quoted_as_an_sql_string():
+    """`${name:sqlstring}` only: Grafana quotes the value and doubles its `'`; a raw `$name`
+    would turn an empty selection (nothing monitored yet) into `= ` and a syntax error."""
+    names = {v["name"] for v in dashboard()["templating"]["list"]}
+    used = set()
+    for where, sql in _all_sql():
+        for name, form in variable_references(sql):
+            assert name in names, f"{where}: unknown variable {name!r}"
+            assert form == "sqlstring", f"{where}: ${name} must be written ${{{name}:sqlstring}}"
+            used.add(name)
+        # sqlstring quotes already: quoting again would compare with the literal text '${...}'
+        assert not re.search(r"'\$\{\w+:sqlstring\}'", sql), where
+    assert used == names  # every variable is used, and only through sqlstring
+
+
+def test_one_folder_for_the_rules_and_the_dashboards():
+    """Grafana provisions the rules first and creates their folder by title (a generated uid);
+    the dashboards must find that folder by the same title, and nothing may name a folder uid."""
+    (provider,) = load_yaml("dashboards/dashboards.yaml")["providers"]
+    assert "folderUid" not in provider and provider["folder"]
+    groups = [
+        g
+        for path in PROVISIONING.glob("alerting/*.yaml")
+        for g in yaml.safe_load(path.read_text()).get("groups", [])
+    ]
+    assert groups and {g["folder"] for g in groups} == {provider["folder"]}
+    boards = {
+        json.loads(path.read_text())["uid"]: json.loads(path.read_text())
+        for path in GRAFANA.glob("dashboards/*.json")
+    }
+    linked = {rule["dashboardUid"] for group in groups for rule in group["rules"]}
+    assert linked <= set(boards), linked - set(boards)
+    for uid, board in boards.items():
+        for panel in (p for p in board["panels"] if p["type"] == "alertlist"):
+            options = panel["options"]
+            assert not options.get("folder"), f"{uid}: {panel['title']} filters on a folder uid"
+            # the rules linked to this dashboard (at least the drift rule), before any instance too
+            assert options["dashboardAlerts"] is True and uid in linked, panel["title"]
+            assert options["showInactiveAlerts"] is True, panel["title"]
+    assert alert_rule()["dashboardUid"] == dashboard()["uid"]
+
+
+def test_the_dashboard_opens_on_the_season_scenario():
+    """The default range holds every batch period (nominal dates 2007-12 to 2008-11); a link
+    opens the prediction log's recent periods."""
+    start, end = default_time_range(dashboard())
+    for period in BATCH_PERIODS:
+        period_start, period_end = _batch_dates(period)
+        assert start <= period_start and period_end <= end, period
+    assert end - start < dt.timedelta(days=400)  # the periods fill the panels' width
+    urls = [link["url"] for link in dashboard()["links"]]
+    assert any("from=now-90d&to=now" in url for url in urls)
 
 
 def test_every_datasource_uid_referenced_exists():
@@ -245,6 +314,17 @@ def test_env_example_lists_every_variable_the_provisioning_reads():
 def test_expand_refuses_leftovers(sql):
     with pytest.raises(AssertionError):
         expand(sql, dt.datetime(2020, 1, 1, tzinfo=dt.UTC), dt.datetime(2020, 1, 2, tzinfo=dt.UTC))
+
+
+def test_expand_quotes_sqlstring_variables_like_grafana():
+    moment = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    sql = "WHERE n = ${n:sqlstring} AND v::text = ${v:sqlstring} AND m IN (${m:sqlstring})"
+    assert expand(sql, moment, moment, {"n": "it's", "v": 3, "m": ["a", "b"]}) == (
+        "WHERE n = 'it''s' AND v::text = '3' AND m IN ('a','b')"
+    )
+    # a query variable that found nothing has the value '': quoted it stays valid SQL
+    assert expand("WHERE v::text = ${v:sqlstring}", moment, moment, {"v": ""}) == "WHERE v::text = ''"
+    assert expand("WHERE v = $v", moment, moment, {"v": ""}) == "WHERE v = "
 
 
 def test_expand_like_grafana():

@@ -2,7 +2,8 @@
 
 The monitoring database is filled by a real `monitor` run (the season scenario: the test
 split, stable, then Jun–Nov, drifting), `model_evaluation` by the `test` stage's own code,
-and Mage's database by Mage's own migrations and ORM models in Mage's environment.
+and Mage's database by Mage's own migrations and ORM models in Mage's environment. The same
+queries also run on an empty stack: the platform's migrated tables and Mage's, no rows.
 """
 
 from __future__ import annotations
@@ -23,18 +24,26 @@ from bankmarketing.alerts.app import create_app
 from bankmarketing.database import engine_for
 from bankmarketing.holdout import TestOptions, evaluate_split
 from tests.conftest import REPO, FakeMage, mage_run
-from tests.grafana.grafana import alert_query, alert_threshold, dashboard, expand, sql_targets
+from tests.grafana.grafana import (
+    alert_query,
+    alert_threshold,
+    dashboard,
+    default_time_range,
+    expand,
+    sql_targets,
+)
 
 pytestmark = pytest.mark.integration
 
 MAGE_PYTHON = REPO / ".venv/mage/bin/python"
-SEASON = (dt.datetime(2007, 11, 1, tzinfo=dt.UTC), dt.datetime(2008, 12, 31, tzinfo=dt.UTC))
+#: The range the dashboard opens on: the season scenario's periods must be in it.
+OPENS_ON = default_time_range(dashboard())
 
 #: Columns each panel must return (Grafana shows them by these names).
 EXPECTED_COLUMNS = {
     "Prediction drift per period": ["time", "prediction drift", "PSI of the score"],
     "Drifted columns per period": ["time", "drifted columns", "dataset drift threshold"],
-    "Share of missing values per period": ["time", "missing values"],
+    "Share of missing values per period": ["time", "metric", "value"],
     "Rows per period": ["time", "rows", "too few rows (not tested)", "minimum rows"],
     "Live performance per period": ["time", "ROC-AUC", "PR-AUC", "precision", "recall", "F1"],
     "Fairness: gaps between groups per period": ["time", "metric", "value"],
@@ -94,12 +103,18 @@ VERDICTS = {
 }
 RECEIVER_TOKEN = "receiver-token-for-grafana-0123456789"
 
-#: Runs Mage's own migrations on MAGE_DATABASE_CONNECTION_URL, then records runs through its ORM.
-MAGE_SCRIPT = textwrap.dedent(
+#: Runs Mage's own migrations on MAGE_DATABASE_CONNECTION_URL (all an empty stack has).
+MAGE_MIGRATIONS = textwrap.dedent(
     """
     import datetime as dt, json, sys
     from mage_ai.orchestration.db.database_manager import database_manager
     database_manager.run_migrations(log_level=40)
+    from mage_ai.orchestration.db.models.schedules import PipelineRun
+    """
+)
+#: Then records runs through Mage's ORM.
+MAGE_RUNS = textwrap.dedent(
+    """
     from mage_ai.data_preparation.models.triggers import ScheduleType
     from mage_ai.orchestration.db.models.schedules import PipelineRun, PipelineSchedule
 
@@ -151,18 +166,36 @@ def monitoring(monitored):
     return engine_for(monitored.platform_database_url), monitored.model_name
 
 
-@pytest.fixture(scope="module")
-def mage_engine(postgres_url, tmp_path_factory):
-    """Mage's database: schema from Mage's own alembic migrations, runs from its ORM models."""
+def _mage_database(postgres_url, tmp_path_factory, script: str) -> tuple[sa.Engine, int]:
+    """A Mage database made by `script` in Mage's environment, and the runs it holds."""
     url = postgres_url(f"mage_{uuid.uuid4().hex[:8]}")
     home = tmp_path_factory.mktemp("mage")
     env = {**os.environ, "MAGE_DATABASE_CONNECTION_URL": url, "MAGE_DATA_DIR": str(home)}
     done = subprocess.run(
-        [str(MAGE_PYTHON), "-c", MAGE_SCRIPT], cwd=home, env=env, capture_output=True, text=True, timeout=300
+        [str(MAGE_PYTHON), "-c", script], cwd=home, env=env, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert json.loads(done.stdout.strip().splitlines()[-1])["runs"] >= 3
-    engine = sa.create_engine(url)
+    return sa.create_engine(url), json.loads(done.stdout.strip().splitlines()[-1])["runs"]
+
+
+@pytest.fixture(scope="module")
+def mage_engine(postgres_url, tmp_path_factory):
+    """Mage's database: schema from Mage's own alembic migrations, runs from its ORM models."""
+    engine, runs = _mage_database(postgres_url, tmp_path_factory, MAGE_MIGRATIONS + MAGE_RUNS)
+    assert runs >= 3
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def empty_mage_engine(postgres_url, tmp_path_factory):
+    """Mage's database as a fresh stack has it: migrated, no pipeline run."""
+    engine, runs = _mage_database(
+        postgres_url,
+        tmp_path_factory,
+        MAGE_MIGRATIONS + 'print(json.dumps({"runs": PipelineRun.query.count()}))',
+    )
+    assert runs == 0
     yield engine
     engine.dispose()
 
@@ -173,39 +206,61 @@ def _rows(engine: sa.Engine, sql: str) -> tuple[list[str], list[tuple]]:
         return list(result.keys()), [tuple(r) for r in result]
 
 
-def _variables(engine: sa.Engine, model_name: str) -> dict:
-    """The dashboard's variables as Grafana resolves them: options from their queries."""
+def _variables(engine: sa.Engine, model_name: str | None = None) -> dict:
+    """The dashboard's variables as Grafana resolves them: the first option of their queries
+    (versions newest first), or '' when a query finds nothing (Grafana's empty value)."""
     board = dashboard()
     queries = {v["name"]: v["query"] for v in board["templating"]["list"]}
-    _, names = _rows(engine, expand(queries["model_name"], *SEASON))
-    assert (model_name,) in names
-    _, versions = _rows(engine, expand(queries["model_version"], *SEASON, {"model_name": model_name}))
-    assert versions, "no model version to select"
-    return {"model_name": model_name, "model_version": versions[0][0]}  # the first option: newest
+    _, names = _rows(engine, expand(queries["model_name"], *OPENS_ON))
+    if model_name is None:
+        model_name = names[0][0] if names else ""
+    assert model_name == "" or (model_name,) in names
+    _, versions = _rows(engine, expand(queries["model_version"], *OPENS_ON, {"model_name": model_name}))
+    return {"model_name": model_name, "model_version": versions[0][0] if versions else ""}
+
+
+def _time_range(panel: dict) -> tuple[dt.datetime, dt.datetime]:
+    """The range Grafana sends: a panel-level relative range replaces the dashboard's."""
+    if not panel.get("timeFrom"):
+        return OPENS_ON
+    days = int(panel["timeFrom"].removesuffix("d"))
+    # Grafana sends whole seconds: a row written this second is after `to`
+    now = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
+    return now - dt.timedelta(days=days), now
 
 
 def test_every_panel_query_runs_and_returns_its_columns(monitoring, mage_engine):
+    """On the range the dashboard opens on, every panel shows the monitored data."""
     engine, model_name = monitoring
     variables = _variables(engine, model_name)
+    assert variables["model_version"] != ""
     seen = set()
     for panel, target in sql_targets(dashboard()):
         title = panel["title"]
-        if panel.get("timeFrom"):  # a panel-level relative range replaces the dashboard's
-            days = int(panel["timeFrom"].removesuffix("d"))
-            # Grafana sends whole seconds: a row written this second is after `to`
-            now = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
-            time_range = (now - dt.timedelta(days=days), now)
-        else:
-            time_range = SEASON
         database = mage_engine if target["datasource"]["uid"] == "mage-postgres" else engine
-        columns, rows = _rows(database, expand(target["rawSql"], *time_range, variables))
+        columns, rows = _rows(database, expand(target["rawSql"], *_time_range(panel), variables))
         assert columns == EXPECTED_COLUMNS[title], title
         assert rows, f"{title}: no rows"
         if target["format"] == "time_series":
             times = [r[0] for r in rows]
-            assert times == sorted(times) and all(SEASON[0] <= t <= SEASON[1] for t in times), title
+            assert times == sorted(times) and all(OPENS_ON[0] <= t <= OPENS_ON[1] for t in times), title
         seen.add(title)
     assert seen == set(EXPECTED_COLUMNS)
+
+
+def test_on_an_empty_stack_every_panel_shows_no_data(postgres_url, empty_mage_engine):
+    """Fresh stack: the platform's tables migrated (the receiver does it at start), Mage's too,
+    no rows. The variables find nothing (value ''); every query still runs and returns no rows,
+    which Grafana shows as "No data", not as an SQL error."""
+    engine = engine_for(postgres_url(f"empty_{uuid.uuid4().hex[:8]}"))
+    variables = _variables(engine)
+    assert variables == {"model_name": "", "model_version": ""}
+    for panel, target in sql_targets(dashboard()):
+        database = empty_mage_engine if target["datasource"]["uid"] == "mage-postgres" else engine
+        columns, rows = _rows(database, expand(target["rawSql"], *_time_range(panel), variables))
+        assert columns == EXPECTED_COLUMNS[panel["title"]] and rows == [], panel["title"]
+    with engine.connect() as connection:
+        assert _alert(connection) == []  # the rule's noDataState: OK
 
 
 def test_panels_show_the_season_scenario(monitoring, mage_engine):
@@ -213,12 +268,19 @@ def test_panels_show_the_season_scenario(monitoring, mage_engine):
     variables = _variables(engine, model_name)
     targets = {p["title"]: t for p, t in sql_targets(dashboard())}
 
-    def run(title, database=engine, time_range=SEASON):
+    def run(title, database=engine, time_range=OPENS_ON):
         return _rows(database, expand(targets[title]["rawSql"], *time_range, variables))[1]
 
     drift = run("Prediction drift per period")
     assert len(drift) == 7  # test split + Jun..Nov
     assert drift[0][1] <= 0.1 < max(r[1] for r in drift[1:])  # stable test split, drifting months
+    missing = run("Share of missing values per period")
+    series = {}
+    for _moment, name, share in missing:
+        series.setdefault(name, []).append(share)
+    # the data set's own marker `unknown`: these four inputs have it, the others never
+    assert set(series) == {"all inputs", "job", "education", "contact", "poutcome"}
+    assert all(len(shares) == 7 and all(0 < s < 1 for s in shares) for shares in series.values())
     gaps = run("Fairness: gaps between groups per period")
     assert len({r[0] for r in gaps}) == 7 and all(0 <= r[2] <= 1 for r in gaps)
     assert {r[1].split(":")[0] for r in gaps} == {"age band", "marital", "job group"}

@@ -11,13 +11,14 @@ from mlflow import MlflowClient
 
 from bankmarketing.challenger import compare_versions
 from bankmarketing.data.prepare import prepared_manifest, read_split
-from bankmarketing.data.schema import FEATURES
+from bankmarketing.data.schema import FEATURES, MISSING
 from bankmarketing.database import (
     engine_for,
     monitoring_challenger,
     monitoring_column_drift,
     monitoring_drift,
     monitoring_fairness,
+    monitoring_missing_values,
     monitoring_performance,
 )
 from bankmarketing.registry import load_scorer
@@ -34,7 +35,13 @@ def _rows(settings, table) -> list[dict]:
 
 
 def _counts(settings) -> dict[str, int]:
-    tables = (monitoring_drift, monitoring_column_drift, monitoring_performance, monitoring_challenger)
+    tables = (
+        monitoring_drift,
+        monitoring_column_drift,
+        monitoring_missing_values,
+        monitoring_performance,
+        monitoring_challenger,
+    )
     return {t.name: len(_rows(settings, t)) for t in tables}
 
 
@@ -47,7 +54,6 @@ def test_the_season_scenario_is_measured_per_period_for_the_production_version(m
     for period, row in drift.items():
         assert row["model_version"] == int(production.version) and row["enough_rows"], period
         assert row["columns"] == len(FEATURES) and 0 <= row["drifted_columns"] <= row["columns"]
-        assert row["missing_values_share"] == 0.0  # validated data has no empty cells
         assert (
             Path(row["report_path"]).is_file()
             and "evidently" in Path(row["report_path"]).read_text()[:5000].lower()
@@ -64,6 +70,34 @@ def test_the_season_scenario_is_measured_per_period_for_the_production_version(m
     assert (
         performance["test"]["roc_auc"] > 0.7 and performance["test"]["labelled_rows"] == drift["test"]["rows"]
     )
+
+
+def test_missing_values_count_the_data_sets_marker_unknown_per_column(monitored):
+    """Validated data has no empty cell, but `unknown` in job, education, contact and poutcome:
+    each period stores, per input, how many of its customers have it, as counted in the data."""
+    manifest = prepared_manifest(
+        monitored,
+        MlflowClient(monitored.tracking_uri)
+        .get_model_version_by_alias(monitored.model_name, "production")
+        .tags["prepared_id"],
+    )
+    drift = {r["period"]: r for r in _rows(monitored, monitoring_drift)}
+    stored = {(r["period"], r["column_name"]): r for r in _rows(monitored, monitoring_missing_values)}
+    assert len(stored) == len(MONITORED_PERIODS) * len(FEATURES)
+    for period in MONITORED_PERIODS:
+        frame = read_split(manifest, period)
+        unknown = (frame[list(FEATURES)] == MISSING).sum()
+        for column in FEATURES:
+            row = stored[(period, column)]
+            assert row["missing"] == unknown[column], (period, column)
+            assert row["missing_share"] == pytest.approx(unknown[column] / len(frame))
+            assert row["period_start"] == drift[period]["period_start"]
+        assert drift[period]["missing_values_share"] == pytest.approx(
+            unknown.sum() / frame[list(FEATURES)].size
+        )
+    with_unknown = {column for (_, column), row in stored.items() if row["missing"]}
+    assert with_unknown == {"job", "education", "contact", "poutcome"}
+    assert stored[("jun", "contact")]["missing_share"] > 0.5  # the contact type went unrecorded in June
 
 
 def test_the_challenger_is_compared_with_production_on_every_period(monitored, served):
@@ -119,6 +153,9 @@ def test_periods_with_too_few_rows_are_marked_not_tested(served, postgres_url):
     assert row["prediction_drift_score"] is None and row["drifted_columns"] is None
     assert _rows(settings, monitoring_column_drift) == []
     assert "not tested" in " ".join(result.stdout.split())
+    # missing values are counted on every period, tested or not
+    missing = {r["column_name"]: r["missing"] for r in _rows(settings, monitoring_missing_values)}
+    assert set(missing) == set(FEATURES) and missing["contact"] > 0 and row["missing_values_share"] > 0
 
 
 def test_unknown_periods_and_variables_are_named(served):

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score
 
-from bankmarketing.data.schema import CATEGORICAL_FEATURES, FEATURES, NUMERIC_FEATURES
+from bankmarketing.data.schema import CATEGORICAL_FEATURES, FEATURES, MISSING, NUMERIC_FEATURES
+from bankmarketing.monitoring.missing import missing_by_column, missing_values_share
 
 PREDICTION, TARGET = "prediction", "target"
 
@@ -31,7 +32,7 @@ class PeriodMetrics:
     """Everything `monitor` stores for one period and model version."""
 
     rows: int
-    missing_values_share: float
+    missing_values_share: float  # missing input cells (`unknown`, empty) among all input cells
     prediction_drift_score: float | None = None
     prediction_stattest: str | None = None
     prediction_drift_threshold: float | None = None
@@ -43,14 +44,9 @@ class PeriodMetrics:
     dataset_drift_share: float | None = None
     dataset_drift_detected: bool | None = None
     column_drift: list[dict] = field(default_factory=list)
+    missing_by_column: list[dict] = field(default_factory=list)  # per input column
     performance: dict | None = None
     fairness: list[dict] = field(default_factory=list)  # per (dimension, group), labelled rows only
-
-
-def missing_values_share(frame: pd.DataFrame) -> float:
-    """Share of empty cells among the model's input columns."""
-    cells = frame[list(FEATURES)]
-    return float(cells.isna().to_numpy().mean()) if len(cells) else 0.0
 
 
 def performance(target: np.ndarray, score: np.ndarray, threshold: float, quality: dict) -> dict:
@@ -133,7 +129,8 @@ def period_metrics(
             ),
             ColumnDriftMetric(column_name=PREDICTION, stattest="psi"),
             DataDriftTable(columns=list(FEATURES)),
-            DatasetMissingValuesMetric(),
+            # the report counts the data set's own marker too, as the stored figures do
+            DatasetMissingValuesMetric(missing_values=[MISSING], replace=False),
         ],
         reference,
         current,
@@ -142,11 +139,11 @@ def period_metrics(
     if report_path is not None:
         report_path.parent.mkdir(parents=True, exist_ok=True)
         report.save_html(str(report_path))
-    prediction, psi, table, missing = (m["result"] for m in report.as_dict()["metrics"])
+    prediction, psi, table, _missing = (m["result"] for m in report.as_dict()["metrics"])
     drifted, total = table["number_of_drifted_columns"], table["number_of_columns"]
     return PeriodMetrics(
         rows=len(current),
-        missing_values_share=float(missing["current"]["share_of_missing_values"]),
+        missing_values_share=missing_values_share(current),
         prediction_drift_score=float(prediction["drift_score"]),
         prediction_stattest=prediction["stattest_name"],
         prediction_drift_threshold=float(prediction["stattest_threshold"]),
@@ -167,5 +164,6 @@ def period_metrics(
             }
             for name, column in table["drift_by_columns"].items()
         ],
+        missing_by_column=missing_by_column(current),
         performance=live_performance(current, threshold),
     )

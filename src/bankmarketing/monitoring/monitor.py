@@ -38,18 +38,14 @@ from bankmarketing.database import (
     monitoring_column_drift,
     monitoring_drift,
     monitoring_fairness,
+    monitoring_missing_values,
     monitoring_performance,
     prediction_log,
     prediction_outcome,
 )
 from bankmarketing.fairness import fairness_rows
-from bankmarketing.monitoring.drift import (
-    PREDICTION,
-    TARGET,
-    DriftSettings,
-    PeriodMetrics,
-    missing_values_share,
-)
+from bankmarketing.monitoring.drift import PREDICTION, TARGET, DriftSettings, PeriodMetrics
+from bankmarketing.monitoring.missing import missing_by_column, missing_values_share
 from bankmarketing.monitoring.reference import REFERENCE_ARTIFACT, log_reference, reference_frame
 from bankmarketing.options import StageOptions, only_known
 from bankmarketing.registry import load_scorer
@@ -285,6 +281,7 @@ def measure(
         metrics = PeriodMetrics(
             rows=len(period.frame),
             missing_values_share=missing_values_share(period.frame),
+            missing_by_column=missing_by_column(period.frame),
             performance=live_performance(period.frame, threshold),
         )
     else:
@@ -359,12 +356,12 @@ def store(
     min_rows: int,
     report_path: Path | None,
 ) -> dict:
-    """Upsert a period's rows into the three monitoring tables in one transaction."""
+    """Upsert a period's rows into the monitoring tables in one transaction."""
     key = {"model_name": model_name, "model_version": period.version, "period": period.name}
     common = {"period_start": period.start, "period_end": period.end, "computed_at": dt.datetime.now(dt.UTC)}
     values = asdict(metrics)
     column_drift, performance = values.pop("column_drift"), values.pop("performance")
-    fairness = values.pop("fairness")
+    fairness, missing = values.pop("fairness"), values.pop("missing_by_column")
     drift_row = (
         common
         | values
@@ -380,6 +377,7 @@ def store(
     def write(connection: sa.Connection) -> None:
         _upsert(connection, monitoring_drift, key, [drift_row])
         _upsert(connection, monitoring_column_drift, key, [common | row for row in column_drift])
+        _upsert(connection, monitoring_missing_values, key, [common | row for row in missing])
         _upsert(connection, monitoring_performance, key, [common | performance] if performance else [])
         _upsert(connection, monitoring_fairness, key, [common | row for row in fairness])
 

@@ -1,0 +1,88 @@
+"""Missing values per input column: the data set's own marker `unknown`, and empty cells.
+
+The loader turns blank cells into `unknown` (schema.MISSING), so the data has no NaN: a count
+of empty cells alone is always 0. `monitor` stores these counts per period and column
+(`monitoring_missing_values`); `python -m bankmarketing.monitoring.missing` prints them for
+the season scenario's periods of the prepared data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import pandas as pd
+
+from bankmarketing.data.schema import FEATURES, MISSING
+
+
+def missing_mask(frame: pd.DataFrame) -> pd.DataFrame:
+    """True where an input cell is missing: `unknown`, NaN/None, or an empty string."""
+    cells = frame[list(FEATURES)]
+    text = cells.astype("string").apply(lambda column: column.str.strip())
+    return cells.isna() | text.eq(MISSING).fillna(False) | text.eq("").fillna(False)
+
+
+def missing_by_column(frame: pd.DataFrame) -> list[dict]:
+    """One row per input column: `missing` cells and their share of the period's rows."""
+    counts = missing_mask(frame).sum()
+    return [
+        {
+            "column_name": column,
+            "missing": int(counts[column]),
+            "missing_share": float(counts[column] / len(frame)) if len(frame) else 0.0,
+        }
+        for column in FEATURES
+    ]
+
+
+def missing_values_share(frame: pd.DataFrame) -> float:
+    """Share of missing cells (as `missing_mask` counts them) among the model's input cells."""
+    return float(missing_mask(frame).to_numpy().mean()) if len(frame) else 0.0
+
+
+def period_table(periods: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Rows per period, the share of missing input cells, and each column's share that has any."""
+    table = pd.DataFrame(
+        {
+            name: {
+                "rows": len(frame),
+                "all inputs": missing_values_share(frame),
+                **{r["column_name"]: r["missing_share"] for r in missing_by_column(frame)},
+            }
+            for name, frame in periods.items()
+        }
+    ).T
+    shown = ["rows", "all inputs", *(c for c in FEATURES if table[c].gt(0).any())]
+    return table[shown].astype({"rows": int})
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the missing-value shares of the season scenario's periods of the prepared data."""
+    from bankmarketing.config import Settings
+    from bankmarketing.data import DataError
+    from bankmarketing.data.prepare import current_manifest, prepared_manifest, read_split
+    from bankmarketing.monitoring.monitor import MonitorOptions
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--prepared-id", help="a prepared data version (default: the current one)")
+    parser.add_argument(
+        "--periods", nargs="+", default=MonitorOptions().periods, help="season periods (default: monitor's)"
+    )
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    try:
+        manifest = (
+            prepared_manifest(settings, args.prepared_id) if args.prepared_id else current_manifest(settings)
+        )
+        table = period_table({name: read_split(manifest, name) for name in args.periods})
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"prepared data {manifest['prepared_id']} ({manifest['source']}): missing share per period")
+    print(table.to_string(float_format=lambda share: f"{share:.2%}"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
