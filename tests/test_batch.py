@@ -43,7 +43,9 @@ def test_whole_file_in_chunks_equals_the_registered_model(
     target = tmp_path / f"scored{suffix}"
     summary = score_file(settings, BatchOptions(input=str(source), output=str(target), chunk_rows=10_000))
     assert summary["rows"] == len(frame) == 45_211 and summary["model_version"] == versions["production"]
-    scored = pd.read_csv(target) if suffix == ".csv" else pd.read_parquet(target)
+    scored = (
+        pd.read_csv(target, float_precision="round_trip") if suffix == ".csv" else pd.read_parquet(target)
+    )
     assert len(scored) == len(frame)
     assert {"duration", "y", "probability", "decision", "rank", "model_version"} <= set(scored.columns)
     np.testing.assert_allclose(scored["probability"], expected, rtol=0, atol=1e-9)

@@ -312,7 +312,11 @@ def campaign(settings: Settings, options: CampaignOptions) -> dict:
     source, target = Path(options.input), Path(options.output)
     if not source.is_file():
         raise DataError(f"scored file not found: {source}")
-    scored = pd.read_parquet(source) if source.suffix == ".parquet" else pd.read_csv(source)
+    scored = (
+        pd.read_parquet(source)
+        if source.suffix == ".parquet"
+        else pd.read_csv(source, float_precision="round_trip")
+    )
     try:
         plan = plan_campaign(
             scored,
