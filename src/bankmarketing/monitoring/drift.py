@@ -141,9 +141,10 @@ def period_metrics(
         report.save_html(str(report_path))
     prediction, psi, table, _missing = (m["result"] for m in report.as_dict()["metrics"])
     drifted, total = table["number_of_drifted_columns"], table["number_of_columns"]
+    missing = missing_by_column(current)
     return PeriodMetrics(
         rows=len(current),
-        missing_values_share=missing_values_share(current),
+        missing_values_share=missing_values_share(current, missing),
         prediction_drift_score=float(prediction["drift_score"]),
         prediction_stattest=prediction["stattest_name"],
         prediction_drift_threshold=float(prediction["stattest_threshold"]),
@@ -164,6 +165,6 @@ def period_metrics(
             }
             for name, column in table["drift_by_columns"].items()
         ],
-        missing_by_column=missing_by_column(current),
+        missing_by_column=missing,
         performance=live_performance(current, threshold),
     )

@@ -36,9 +36,13 @@ def missing_by_column(frame: pd.DataFrame) -> list[dict]:
     ]
 
 
-def missing_values_share(frame: pd.DataFrame) -> float:
-    """Share of missing cells (as `missing_mask` counts them) among the model's input cells."""
-    return float(missing_mask(frame).to_numpy().mean()) if len(frame) else 0.0
+def missing_values_share(frame: pd.DataFrame, by_column: list[dict] | None = None) -> float:
+    """Share of missing cells (as `missing_mask` counts them) among the model's input cells;
+    from `missing_by_column(frame)` when given, so the mask is built once."""
+    if not len(frame):
+        return 0.0
+    by_column = by_column if by_column is not None else missing_by_column(frame)
+    return sum(row["missing"] for row in by_column) / (len(frame) * len(FEATURES))
 
 
 def period_table(periods: dict[str, pd.DataFrame]) -> pd.DataFrame:

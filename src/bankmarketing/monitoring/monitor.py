@@ -278,10 +278,11 @@ def measure(
     from bankmarketing.monitoring.drift import live_performance, period_metrics
 
     if len(period.frame) < options.min_rows:
+        missing = missing_by_column(period.frame)
         metrics = PeriodMetrics(
             rows=len(period.frame),
-            missing_values_share=missing_values_share(period.frame),
-            missing_by_column=missing_by_column(period.frame),
+            missing_values_share=missing_values_share(period.frame, missing),
+            missing_by_column=missing,
             performance=live_performance(period.frame, threshold),
         )
     else:
