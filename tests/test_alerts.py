@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import time
@@ -37,7 +38,9 @@ from bankmarketing.alerts import (
 from bankmarketing.alerts.app import create_app
 from bankmarketing.alerts.schemas import GrafanaWebhook
 from bankmarketing.database import alert_event, engine_for, retraining
-from tests.conftest import FAKE_MAGE_TOKEN, REPO, free_port
+from bankmarketing.web import BODY_SECONDS
+from tests.conftest import FAKE_MAGE_TOKEN, REPO, free_port, settings_for
+from tests.serving.http_clients import CLIENTS, assert_413, raw_request, read_answer
 
 FIXTURES = REPO / "tests/fixtures/grafana"
 TOKEN = "grafana-webhook-token-0123456789"
@@ -498,6 +501,48 @@ def test_gunicorn_refuses_to_start_without_credentials(settings, tmp_path):
     finally:
         receiver.log.close()
     assert "ALERT_RECEIVER_TOKEN is a placeholder" in (tmp_path / "receiver.log").read_text()
+
+
+# --- oversize and slow bodies, real gunicorn ----------------------------------------------
+
+RECEIVER_LIMIT = 1024 * 1024  # the default ALERT_RECEIVER_MAX_BODY_BYTES
+RECEIVER_ENDPOINTS = [("POST", "/alerts"), ("GET", "/alerts"), ("GET", "/metrics"), ("POST", "/nowhere")]
+
+
+@pytest.fixture(scope="module")
+def live_receiver(tmp_path_factory, data_csv):
+    root = tmp_path_factory.mktemp("receiver-bodies")
+    env = receiver_env(settings_for(root, data_csv), "http://127.0.0.1:9")  # Mage never called
+    env["ALERT_RECEIVER_MAX_BODY_BYTES"] = str(RECEIVER_LIMIT)
+    receiver = Receiver(env, root / "receiver.log")
+    receiver.wait_ready()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.mark.parametrize("kind", CLIENTS)
+def test_every_client_gets_the_receivers_json_413_on_every_endpoint(live_receiver, kind):
+    """`requests`, `urllib` and raw sockets (tests/serving/http_clients.py), 5.4 MB: the JSON 413
+    naming the limit, and the raw socket's connection ends with a FIN, not a reset."""
+    body = json.dumps({**fixture("firing"), "padding": "x" * 5_400_000}).encode()
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    for method, path in RECEIVER_ENDPOINTS:
+        answer = CLIENTS[kind](f"{live_receiver.url}{path}", body, method, headers=bearer)
+        assert_413(answer, RECEIVER_LIMIT, f"{kind} {method} {path}")
+    assert requests.get(f"{live_receiver.url}/health", timeout=5).status_code == 200
+
+
+def test_a_stalled_alert_body_gets_a_json_408_at_the_bound(live_receiver):
+    head, body = raw_request(f"{live_receiver.url}/alerts", json.dumps(fixture("firing")).encode())
+    with socket.create_connection(("127.0.0.1", live_receiver.port), timeout=30) as connection:
+        started = time.monotonic()
+        connection.sendall(head + body[:10])
+        answer = read_answer(connection)
+    elapsed = time.monotonic() - started
+    assert answer.status == 408 and json.loads(answer.body)["error"] == (
+        f"request body not received within {BODY_SECONDS:g} s"
+    )
+    assert BODY_SECONDS - 0.1 < elapsed < BODY_SECONDS + 1.5, elapsed
 
 
 # --- a real Mage server -------------------------------------------------------------------

@@ -18,7 +18,7 @@ from bankmarketing.alerts.grafana import sign
 from bankmarketing.alerts.mage import trigger_retrain
 from bankmarketing.alerts.schemas import GrafanaWebhook, validation_errors
 from bankmarketing.config import Settings
-from bankmarketing.web import install_json_errors, json_error
+from bankmarketing.web import install_json_errors, json_error, limit_bodies
 
 log = logging.getLogger(__name__)
 
@@ -67,16 +67,16 @@ def create_app(settings: Settings | None = None, config: AlertReceiverConfig | N
         log.warning("platform database not reachable at start: %s", type(exc).__name__)
 
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.extensions["alert_receiver"] = {"config": config, "database_url": url}
 
     install_json_errors(
         app, config.max_body_bytes, 503, "the receiver could not record the alert; retry later", log
     )
+    limit_bodies(app, config.max_body_bytes)  # 413 on every endpoint; bodies drained (bounded)
 
     @app.post("/alerts")
     def receive():
-        body = request.get_data(cache=True)  # raises 413 beyond MAX_CONTENT_LENGTH
+        body = request.get_data(cache=True)  # read (bounded) before the handler
         refused = authenticate(config, request.headers, body)
         if refused:
             return json_error(401, refused)

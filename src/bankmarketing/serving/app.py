@@ -38,7 +38,7 @@ from bankmarketing.serving.schemas import (
     record,
     validation_errors,
 )
-from bankmarketing.web import install_json_errors, json_error
+from bankmarketing.web import BODY_SECONDS, DRAIN_BYTES, install_json_errors, json_error, limit_bodies
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,10 @@ class ServingConfig:
     admin_token: str | None = None
     max_batch: int = 1_000
     max_body_bytes: int = 2 * 1024 * 1024
+    #: A body is read within this many seconds (else 408); what a handler left unread is drained
+    #: after the answer, up to this many bytes (see docs/serving.md, "Oversize and slow bodies").
+    body_timeout_s: float = BODY_SECONDS
+    drain_max_bytes: int = DRAIN_BYTES
     log_predictions: bool = True
     #: Prediction log: rows held in memory per worker; where rows go while the database is
     #: down (default: <cache_dir>/prediction-log-spill) and at most how many bytes per worker.
@@ -103,6 +107,8 @@ class ServingConfig:
             admin_token=os.environ.get("PREDICTOR_ADMIN_TOKEN") or None,
             max_batch=int(_env("PREDICTOR_MAX_BATCH", "1000")),
             max_body_bytes=int(_env("PREDICTOR_MAX_BODY_BYTES", str(2 * 1024 * 1024))),
+            body_timeout_s=float(_env("PREDICTOR_BODY_TIMEOUT_SECONDS", str(BODY_SECONDS))),
+            drain_max_bytes=int(_env("PREDICTOR_DRAIN_MAX_BYTES", str(DRAIN_BYTES))),
             log_predictions=_env("PREDICTOR_LOG_PREDICTIONS", "true").lower() != "false",
             log_memory_rows=int(_env("PREDICTOR_LOG_MEMORY_ROWS", "100000")),
             log_spill_dir=Path(_env("PREDICTOR_LOG_SPILL_DIR", ""))
@@ -233,7 +239,6 @@ def create_app(
         log_predictions=config.log_predictions,
     )
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.extensions["bankmarketing"] = {
         "holder": holder,
         "challengers": challengers,
@@ -315,6 +320,7 @@ def create_app(
         return response
 
     install_json_errors(app, config.max_body_bytes, 500, "internal error", log)
+    limit_bodies(app, config.max_body_bytes, config.body_timeout_s, config.drain_max_bytes)
 
     @app.post("/predict")
     def predict():
