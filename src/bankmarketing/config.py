@@ -20,6 +20,11 @@ PLACEHOLDERS = ("change_me", "changeme", "change-me", "placeholder", "secret", "
 #: Shortest credential accepted (Grafana's and Mage's tokens are far longer).
 MIN_CREDENTIAL_LENGTH = 16
 
+#: Default bounds of a request body to the platform's services: read within this many seconds of
+#: the request's start (else 408); a body declared larger than BODY_DRAIN_BYTES is not drained.
+BODY_SECONDS = 10.0
+BODY_DRAIN_BYTES = 64 * 1024 * 1024
+
 
 class ConfigurationError(RuntimeError):
     """A service refuses to start: a setting is missing or unsafe."""

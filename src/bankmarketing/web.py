@@ -12,10 +12,8 @@ from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, RequestTimeout
 from werkzeug.wsgi import ClosingIterator
 
-#: Default bounds of a request body: read (by the app, then drained) within this many seconds
-#: of the request's start; a body declared larger than DRAIN_BYTES is not drained.
-BODY_SECONDS = 10.0
-DRAIN_BYTES = 64 * 1024 * 1024
+from bankmarketing.config import BODY_DRAIN_BYTES, BODY_SECONDS
+
 _CHUNK = 64 * 1024
 
 
@@ -163,7 +161,7 @@ class _BodyBounds:
 
 
 def limit_bodies(
-    app: Flask, max_body_bytes: int, seconds: float = BODY_SECONDS, drain_bytes: int = DRAIN_BYTES
+    app: Flask, max_body_bytes: int, seconds: float = BODY_SECONDS, drain_bytes: int = BODY_DRAIN_BYTES
 ) -> None:
     """Every request's body is read before its handler runs: beyond `max_body_bytes` (declared or
     chunked) a 413 on every endpoint, not within `seconds` a 408; after the answer, what is left is

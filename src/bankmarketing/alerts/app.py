@@ -72,7 +72,8 @@ def create_app(settings: Settings | None = None, config: AlertReceiverConfig | N
     install_json_errors(
         app, config.max_body_bytes, 503, "the receiver could not record the alert; retry later", log
     )
-    limit_bodies(app, config.max_body_bytes)  # 413 on every endpoint; bodies drained (bounded)
+    # 413 on every endpoint, 408 for a stalled body; what is left unread is drained (bounded)
+    limit_bodies(app, config.max_body_bytes, config.body_timeout_s, config.drain_max_bytes)
 
     @app.post("/alerts")
     def receive():

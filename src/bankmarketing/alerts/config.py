@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bankmarketing.config import (  # noqa: F401  (re-exported: the receiver's API)
+    BODY_DRAIN_BYTES,
+    BODY_SECONDS,
     MIN_CREDENTIAL_LENGTH,
     PLACEHOLDERS,
     ConfigurationError,
@@ -42,6 +44,8 @@ class AlertReceiverConfig:
     max_skew_s: float = 300.0  # ALERT_RECEIVER_MAX_SKEW_SECONDS: older signatures are replays
     admin_token: str | None = None  # ALERT_RECEIVER_ADMIN_TOKEN: GET /alerts
     max_body_bytes: int = 1024 * 1024  # ALERT_RECEIVER_MAX_BODY_BYTES
+    body_timeout_s: float = BODY_SECONDS  # ALERT_RECEIVER_BODY_TIMEOUT_SECONDS: else 408
+    drain_max_bytes: int = BODY_DRAIN_BYTES  # ALERT_RECEIVER_DRAIN_MAX_BYTES: unread body drained
     cooldown_s: float = 3600.0  # RETRAIN_COOLDOWN_SECONDS: after the last started retraining
     max_runtime_s: float = 7200.0  # RETRAIN_MAX_RUNTIME_SECONDS: older in-flight rows are stale
     mage_api_url: str = "http://127.0.0.1:6789"  # MAGE_API_URL
@@ -66,6 +70,8 @@ class AlertReceiverConfig:
             max_skew_s=float(_env("ALERT_RECEIVER_MAX_SKEW_SECONDS", "300")),
             admin_token=_optional("ALERT_RECEIVER_ADMIN_TOKEN"),
             max_body_bytes=int(_env("ALERT_RECEIVER_MAX_BODY_BYTES", str(1024 * 1024))),
+            body_timeout_s=float(_env("ALERT_RECEIVER_BODY_TIMEOUT_SECONDS", str(BODY_SECONDS))),
+            drain_max_bytes=int(_env("ALERT_RECEIVER_DRAIN_MAX_BYTES", str(BODY_DRAIN_BYTES))),
             cooldown_s=float(_env("RETRAIN_COOLDOWN_SECONDS", "3600")),
             max_runtime_s=float(_env("RETRAIN_MAX_RUNTIME_SECONDS", "7200")),
             mage_api_url=_env("MAGE_API_URL", cls.mage_api_url).rstrip("/"),

@@ -24,7 +24,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from pydantic import ValidationError
 
 from bankmarketing.challenger import CHALLENGER, CHALLENGER_MODES, stored_comparisons
-from bankmarketing.config import ConfigurationError, Settings, check_credential
+from bankmarketing.config import (
+    BODY_DRAIN_BYTES,
+    BODY_SECONDS,
+    ConfigurationError,
+    Settings,
+    check_credential,
+)
 from bankmarketing.monitoring.outcomes import repeated_request_ids, store_outcomes
 from bankmarketing.scoring import ExplanationUnavailable
 from bankmarketing.serving.model_holder import ModelHolder
@@ -38,7 +44,7 @@ from bankmarketing.serving.schemas import (
     record,
     validation_errors,
 )
-from bankmarketing.web import BODY_SECONDS, DRAIN_BYTES, install_json_errors, json_error, limit_bodies
+from bankmarketing.web import install_json_errors, json_error, limit_bodies
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +78,7 @@ class ServingConfig:
     #: A body is read within this many seconds (else 408); what a handler left unread is drained
     #: after the answer, up to this many bytes (see docs/serving.md, "Oversize and slow bodies").
     body_timeout_s: float = BODY_SECONDS
-    drain_max_bytes: int = DRAIN_BYTES
+    drain_max_bytes: int = BODY_DRAIN_BYTES
     log_predictions: bool = True
     #: Prediction log: rows held in memory per worker; where rows go while the database is
     #: down (default: <cache_dir>/prediction-log-spill) and at most how many bytes per worker.
@@ -108,7 +114,7 @@ class ServingConfig:
             max_batch=int(_env("PREDICTOR_MAX_BATCH", "1000")),
             max_body_bytes=int(_env("PREDICTOR_MAX_BODY_BYTES", str(2 * 1024 * 1024))),
             body_timeout_s=float(_env("PREDICTOR_BODY_TIMEOUT_SECONDS", str(BODY_SECONDS))),
-            drain_max_bytes=int(_env("PREDICTOR_DRAIN_MAX_BYTES", str(DRAIN_BYTES))),
+            drain_max_bytes=int(_env("PREDICTOR_DRAIN_MAX_BYTES", str(BODY_DRAIN_BYTES))),
             log_predictions=_env("PREDICTOR_LOG_PREDICTIONS", "true").lower() != "false",
             log_memory_rows=int(_env("PREDICTOR_LOG_MEMORY_ROWS", "100000")),
             log_spill_dir=Path(_env("PREDICTOR_LOG_SPILL_DIR", ""))

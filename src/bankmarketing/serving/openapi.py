@@ -29,6 +29,7 @@ def openapi_document(max_batch: int) -> dict[str, Any]:
     )
     errors = {
         "400": {"description": "body is not valid JSON", **_json("ErrorBody")},
+        "408": {"description": "body not received within the bound", **_json("ErrorBody")},
         "413": {"description": "body or batch too large", **_json("ErrorBody")},
         "415": {"description": "not application/json", **_json("ErrorBody")},
         "422": {
