@@ -1,8 +1,10 @@
 """Every prediction appended to the platform database, in batches, off the request path.
 
-While the database is down the rows are kept in memory up to a bound, then spilled to disk
-(one folder per worker, append-only files fsync'd per batch) and written when the database
-returns: spilled files first, oldest first, each deleted only after its rows are committed.
+When the writer falls behind (requests arrive faster than the database takes rows), a request
+that finds the in-memory queue full waits for room: backpressure, never a dropped row. While the
+database is down the rows are kept in memory up to a bound, then spilled to disk (one folder per
+worker, append-only files fsync'd per batch) and written when the database returns: spilled
+files first, oldest first, each deleted only after its rows are committed.
 Every row carries a writer key (`log_key`, unique in the table) and is inserted with
 "on conflict do nothing", so a file replayed twice (the process died between the commit and
 the delete) or a batch retried after a lost commit acknowledgement is written once.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import fcntl
+import io
 import json
 import logging
 import os
@@ -48,6 +51,48 @@ def _insert(dialect: str):
     return insert(prediction_log).on_conflict_do_nothing()
 
 
+#: Postgres: rows are COPYed into this session table, then inserted unless their key is known.
+_INCOMING = "prediction_log_incoming"
+_COPY_COLUMNS = [c.name for c in prediction_log.columns if c.name != "id"]
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_field(value: Any) -> str:
+    """One value in COPY's text format."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        value = json.dumps(value, separators=(",", ":"))
+    return str(value).translate(_ESCAPES)
+
+
+def _copy(connection: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    """COPY the rows into a temporary table, then insert those whose `log_key` is new: several
+    times faster than an INSERT of many VALUES, and as idempotent."""
+    columns = ", ".join(_COPY_COLUMNS)
+    text = "".join(
+        "\t".join(_copy_field(row.get(name)) for name in _COPY_COLUMNS) + "\n" for row in rows
+    )
+    cursor = connection.connection.driver_connection.cursor()
+    try:
+        cursor.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {_INCOMING} AS "
+            f"SELECT {columns} FROM prediction_log WITH NO DATA"
+        )
+        cursor.copy_expert(f"COPY {_INCOMING} ({columns}) FROM STDIN", io.StringIO(text))
+        cursor.execute(
+            f"INSERT INTO prediction_log ({columns}) SELECT {columns} FROM {_INCOMING} "
+            "ON CONFLICT DO NOTHING"
+        )
+        cursor.execute(f"TRUNCATE {_INCOMING}")  # empty for the next batch, in this transaction or not
+    finally:
+        cursor.close()
+
+
 def _json_default(value: Any) -> str:
     if isinstance(value, dt.datetime):
         return value.isoformat()
@@ -57,12 +102,14 @@ def _json_default(value: Any) -> str:
 class PredictionLog:
     """A bounded in-memory queue drained by one thread that inserts rows in batches.
 
-    Requests never wait on the database or the disk: `append` only adds to a deque (no lock, no
-    wake-up of the writer per row; the writer wakes every `flush_interval_s`, or at once when
-    a batch is full). When the database is down the writer keeps the rows and retries every
+    `append` only adds to a deque (no lock, no wake-up of the writer per row; the writer wakes
+    every `flush_interval_s`, or at once when a batch is full). A request that finds `capacity`
+    rows queued waits until the writer has taken them (at most `max_wait_s`; the time waited is
+    counted in `waited_s`). When the database is down the writer keeps the rows and retries every
     `retry_s`; with a `spill_dir`, once half of `capacity` is held it moves them to disk (up to
-    `spill_max_bytes` per worker). Rows beyond `capacity` in memory, or beyond the disk cap,
-    are counted as dropped.
+    `spill_max_bytes` per worker). Rows are dropped (and counted) only when there is nowhere to
+    put them: beyond the disk cap, beyond `capacity` in an outage without a spill folder or with
+    no writer running, or after waiting `max_wait_s`.
     """
 
     def __init__(
@@ -75,6 +122,7 @@ class PredictionLog:
         spill_max_bytes: int = 1 << 30,
         retry_s: float = 1.0,
         segment_bytes: int = 8 << 20,
+        max_wait_s: float = 10.0,
     ):
         self.database_url = database_url
         self.capacity, self.batch_size, self.flush_interval_s = capacity, batch_size, flush_interval_s
@@ -85,12 +133,16 @@ class PredictionLog:
         self._rows: collections.deque[dict[str, Any]] = collections.deque()
         self._wake = threading.Event()
         self._wake_at = self._batch_wake  # rows queued that wake the writer (spill_at in an outage)
+        self.max_wait_s = max_wait_s
+        self._room = threading.Event()  # set by the writer when it takes rows off the queue
+        self._outage = False  # the last write failed (set by the writer)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.written = 0  # rows committed (spilled ones included once written)
         self.dropped = 0
         self.spilled = 0  # rows moved to disk
         self.replayed = 0  # spilled rows read back and committed (by this writer)
+        self.waited_s = 0.0  # time requests waited for room in the queue (backpressure)
         self.last_error: str | None = None
         self._writer_id = os.urandom(6).hex()
         self._seq = 0
@@ -117,13 +169,34 @@ class PredictionLog:
         return self
 
     def append(self, rows: list[dict[str, Any]]) -> None:
-        room = self.capacity - len(self._rows)
+        if len(self._rows) + len(rows) > self.capacity:
+            self._wait_for_room(len(rows))
+        room = max(self.capacity - len(self._rows), 0) if self._rows else len(rows)
         if len(rows) > room:
-            self.dropped += len(rows) - max(room, 0)
-            rows = rows[: max(room, 0)]
+            self.dropped += len(rows) - room
+            log.error("prediction log: %d rows dropped (no room in the queue)", len(rows) - room)
+            rows = rows[:room]
         self._rows.extend(rows)  # deque operations are atomic: the writer pops concurrently
         if len(self._rows) >= self._wake_at and not self._wake.is_set():
             self._wake.set()
+
+    def _can_make_room(self) -> bool:
+        """A running writer empties the queue, into the database or (in an outage) to disk."""
+        alive = self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
+        return alive and not (self._outage and self.spill_dir is None)
+
+    def _wait_for_room(self, needed: int) -> None:
+        """Backpressure: block the request until `needed` rows fit (or the queue is empty)."""
+        started = time.monotonic()
+        deadline = started + self.max_wait_s
+        while len(self._rows) + needed > self.capacity and len(self._rows) and self._can_make_room():
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            self._room.clear()
+            self._wake.set()
+            self._room.wait(min(0.05, deadline - now))
+        self.waited_s += time.monotonic() - started
 
     # --- the writer thread ------------------------------------------------------------
 
@@ -136,8 +209,12 @@ class PredictionLog:
     def _take(self, pending: list[dict[str, Any]]) -> None:
         for _ in range(min(self.batch_size - len(pending), len(self._rows))):
             pending.append(self._key(self._rows.popleft()))
+        self._room.set()
 
     def _write(self, connection: sa.Connection, rows: list[dict[str, Any]]) -> None:
+        if connection.dialect.name == "postgresql":
+            _copy(connection, rows)
+            return
         if self._insert_statement is None:
             self._insert_statement = _insert(connection.dialect.name)
         connection.execute(self._insert_statement, rows)
@@ -178,12 +255,12 @@ class PredictionLog:
                     pending = []
                 if retry_at:
                     log.info("prediction log: the database is back")
-                retry_at, self._wake_at, self.last_error = 0.0, self._batch_wake, None
+                retry_at, self._wake_at, self.last_error, self._outage = 0.0, self._batch_wake, None, False
             except Exception as exc:  # keep the rows, retry after a pause
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 if not retry_at:
                     log.warning("prediction log write failed (%d rows kept): %s", len(pending), exc)
-                retry_at = time.monotonic() + self.retry_s
+                retry_at, self._outage = time.monotonic() + self.retry_s, True
                 if self.spill_dir is not None:
                     self._wake_at = self.spill_at
                 continue  # stopping: spill at once; else wait for the retry, spilling if need be
@@ -221,6 +298,7 @@ class PredictionLog:
         pending.clear()
         for _ in range(len(self._rows)):
             rows.append(self._key(self._rows.popleft()))
+        self._room.set()
         if not rows:
             return
         lines = [json.dumps(row, default=_json_default, separators=(",", ":")) + "\n" for row in rows]
