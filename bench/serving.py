@@ -4,9 +4,9 @@ Sets up everything in a temporary folder (removed at the end): a real MLflow ser
 port and the `prepare` stage on the real data. Then, for each model kind asked for, one after
 the other in the same run and against the same MLflow server:
 
-* `--candidate KIND` (default hist_gradient_boosting: the kind `train` promoted on default
-  settings in most runs; the leader moves with the split, XGBoost in the last fresh-clone
-  demo, so measure with `--all`) or `--all` (every kind of bankmarketing.training.candidates.CANDIDATES:
+* `--candidate KIND` (default xgboost: the kind `make demo` promotes on default settings, by
+  cross-validated selection; the others are within noise of it, so measure with `--all`) or
+  `--all` (every kind of bankmarketing.training.candidates.CANDIDATES:
   logistic_regression, random_forest, xgboost, svc, mlp, hist_gradient_boosting);
 * the `train` stage trains that kind alone with its default search (TrainOptions defaults:
   --trials 25, --train-timeout 60 s per kind, centered isotonic calibration, threshold on F1: the kind
@@ -27,6 +27,11 @@ Then, one server at a time on this machine, against that kind's registered versi
    open-loop at half its max req/s; POST /predict with {"customer": ..., "explain": true}
    (explain's extra cost, measured right after the first); then POST /predict/batch with
    1,000 customers (rows/s);
+1b. the prediction log at max rate (not with --quick; alone with --log-only), on the local
+   stack's SQLite file, then on a throwaway Postgres (/usr/lib/postgresql/15/bin, PG_BIN): wrk on
+   /predict, then /predict/batch; the predictor stops (its workers write or spill their queues)
+   and starts again (it writes the spilled rows); then `log STORE: answered=N written=W
+   dropped=D`, answered from the predictor's own count, written from the database;
 2. the predictor again with PREDICTOR_LOG_PREDICTIONS=false (comparison; not with --skip-nolog
    or --quick);
 3. the anchor: `mlflow models serve -m models:/bench-serving-KIND@production --env-manager local
@@ -98,7 +103,6 @@ import resource
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -111,8 +115,12 @@ from pathlib import Path
 
 import numpy as np
 import requests
+import sqlalchemy as sa
 
 from bankmarketing.training.candidates import CANDIDATES, REFERENCE_XGBOOST_PARAMS
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.postgres: the throwaway server
+from tests.postgres import Postgres  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
@@ -122,7 +130,7 @@ WRK_SCRIPT = BENCH / "wrk_post.lua"
 GUNICORN_CONF = "python:bankmarketing.serving.gunicorn_conf"
 MODEL_NAME = "bench-serving"  # each kind registers as bench-serving-KIND
 #: The kind `train` promoted on default settings in most runs (the leader moves with the split).
-DEFAULT_KIND = "hist_gradient_boosting"
+DEFAULT_KIND = "xgboost"
 #: The earlier anchor: a fixed 300-tree XGBoost (the train stage, its search space pinned).
 REFERENCE_KIND = "xgboost-reference"
 KINDS = [*CANDIDATES, REFERENCE_KIND]
@@ -600,11 +608,19 @@ def spilled_rows(folder: Path) -> int:
     return sum(len(path.read_bytes().splitlines()) for path in folder.glob("*/*.jsonl"))
 
 
-def logged_rows(database: Path) -> int:
-    if not database.is_file():
-        return 0
-    with contextlib.closing(sqlite3.connect(database)) as connection:
-        return connection.execute("SELECT COUNT(*) FROM prediction_log").fetchone()[0]
+def logged_rows(database_url: str) -> int:
+    """Rows in the platform database's prediction log."""
+    from bankmarketing.database import engine_for, prediction_log
+
+    with engine_for(database_url).connect() as connection:
+        return connection.execute(sa.select(sa.func.count()).select_from(prediction_log)).scalar()
+
+
+def log_gauges(base: str) -> dict[str, float]:
+    """The predictor's prediction-log gauges (summed over workers): written, spilled, dropped..."""
+    text = requests.get(f"{base}/metrics", timeout=10).text
+    found = re.findall(r"^predictor_prediction_log_(\w+)\s+([\d.e+-]+)$", text, re.MULTILINE)
+    return {name: float(value) for name, value in found}
 
 
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -625,12 +641,22 @@ def write_bodies(root: Path, customers: list[dict]) -> dict[str, Path]:
     return files
 
 
-def predictor_server(folder: Path, uri: str, name: str, label: str, tag: str, log_predictions: bool, **extra):
-    """The predictor under gunicorn (2 workers) serving `name`@production; files in `folder`."""
+def predictor_server(
+    folder: Path,
+    uri: str,
+    name: str,
+    label: str,
+    tag: str,
+    log_predictions: bool,
+    database: str | None = None,
+    **extra,
+):
+    """The predictor under gunicorn (2 workers) serving `name`@production; files in `folder`;
+    its platform database `database` (default: a new SQLite file, the local stack's default)."""
     from bankmarketing.database import engine_for
 
     port = free_port()
-    database = f"sqlite:///{folder / f'platform-{tag}.db'}"
+    database = database or f"sqlite:///{folder / f'platform-{tag}.db'}"
     # The tables first: both workers creating them at once in a new SQLite file race,
     # and the loser fails to boot ("table ... already exists").
     engine_for(database).dispose()
@@ -672,6 +698,63 @@ def explain_check(base: str, body: bytes) -> str:
     return ""
 
 
+def log_at_full_rate(
+    folder: Path, uri: str, name: str, files: dict[str, Path], store: str, database: str, args
+) -> dict:
+    """The prediction log at the predictor's max rate (single, then batch requests) on `database`.
+
+    Answered rows are the predictor's own count; then the predictor stops (each worker writes
+    its queue, or spills it when the database is unreachable) and starts again (it writes what
+    was spilled), and the log is counted: written + replayed should equal answered.
+    """
+    label, tag = f"prediction log on {store}", f"log-{store}"
+    with predictor_server(folder, uri, name, label, tag, True, database) as server:
+        base = f"http://127.0.0.1:{server.port}"
+        single = measure(f"{label}: /predict", server, "/predict", files["predict"], args)
+        batch = measure(f"{label}: /predict/batch", server, "/predict/batch", files["batch"], args)
+        time.sleep(1.0)  # the requests wrk left in flight are answered (and counted)
+        answered = scored_rows(base)
+        during = log_gauges(base)
+    stopped_at = time.perf_counter()
+    at_stop, in_files = logged_rows(database), spilled_rows(folder / f"cache-{tag}/prediction-log-spill")
+    with predictor_server(folder, uri, name, f"{label} (restarted)", tag, True, database):
+        deadline = time.monotonic() + 300
+        while spilled_rows(folder / f"cache-{tag}/prediction-log-spill") and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(1.0)
+    written = logged_rows(database)
+    return {
+        "store": store,
+        "single": single,
+        "batch": batch,
+        "answered": answered,
+        "written_at_stop": at_stop,
+        "spilled_at_stop": in_files,
+        "spilled_during": int(during.get("spilled", 0)),
+        "waited_s": during.get("waited_seconds", 0.0),
+        "written": written,
+        "dropped": answered - written,
+        "settled_s": time.perf_counter() - stopped_at,
+    }
+
+
+def log_stores(folder: Path, uri: str, name: str, kind: str, files: dict[str, Path], args) -> list[dict]:
+    """The prediction log at max rate on the local stack's SQLite file, then on Postgres; the
+    anchor: the same requests to the predictor without the log, in the same run."""
+    sqlite = f"sqlite:///{folder / 'log-sqlite.db'}"
+    postgres = args.postgres.create_database(f"log_{kind}".replace("-", "_"))
+    with predictor_server(folder, uri, name, "prediction log off", "log-off", False) as server:
+        anchor = {
+            key: measure(f"prediction log off: {path}", server, path, files[key], args)
+            for key, path in (("predict", "/predict"), ("batch", "/predict/batch"))
+        }
+    stores = [
+        log_at_full_rate(folder, uri, name, files, "sqlite", sqlite, args),
+        log_at_full_rate(folder, uri, name, files, "postgres", postgres, args),
+    ]
+    return [store | {"anchor": anchor} for store in stores]
+
+
 def run_kind(folder: Path, uri: str, setup: dict, files: dict[str, Path], args) -> dict:
     """Every measurement of one kind's registered version; one server at a time."""
     kind, name = setup["kind"], setup["model_name"]
@@ -680,8 +763,10 @@ def run_kind(folder: Path, uri: str, setup: dict, files: dict[str, Path], args) 
     label = f"{kind} predictor"
     results: dict = {}
 
-    # 1. the predictor, normal configuration: single, explain, half rate, then batch (its
-    # 1,000 log rows per request keep the prediction log's writer busy long after).
+    if args.log_only:
+        return {"log_stores": log_stores(folder, uri, name, kind, files, args)}
+
+    # 1. the predictor, normal configuration: single, explain, half rate, then batch.
     with predictor_server(folder, uri, name, label, "on", True) as server:
         base = f"http://127.0.0.1:{server.port}"
         answer = requests.post(f"{base}/predict", data=predict_body, headers=JSON_HEADERS, timeout=10)
@@ -708,10 +793,10 @@ def run_kind(folder: Path, uri: str, setup: dict, files: dict[str, Path], args) 
         if not args.quick:
             time.sleep(2)
             results["batch"] = measure(f"{label} batch", server, "/predict/batch", files["batch"], args)
-        time.sleep(5)  # let the prediction log's writer flush what it can before the stop
-        results["scored"] = scored_rows(base)
-    results["logged"] = logged_rows(folder / "platform-on.db")
-    results["left_spilled"] = spilled_rows(folder / "cache-on/prediction-log-spill")
+
+    # 1b. the prediction log at max rate, on each store: nothing may be lost.
+    if not args.quick:
+        results["log_stores"] = log_stores(folder, uri, name, kind, files, args)
 
     # 2. the predictor without the prediction log (comparison), the same open-loop rate.
     if not (args.skip_nolog or args.quick):
@@ -992,13 +1077,7 @@ def report_kind(setup: dict, results: dict, hello: dict | None, args) -> None:
             f"failures {r['failures']}{failures}, send lag p99 {r['send_lag_p99']:.2f} ms; cores: server "
             f"{r['server_cpu']:.2f}, client {r['client_cpu']:.2f}, others {r['others_cpu']:.2f}"
         )
-    scored, logged, left = results["scored"], results["logged"], results["left_spilled"]
-    print(
-        f"prediction log (logging-on server): {scored:,} rows scored; in the database after the stop "
-        f"{logged:,} ({logged / max(1, scored):.1%}), in spill files for the next start {left:,}, not logged "
-        f"{scored - logged - left:,} (dropped when the writer falls behind by more than its in-memory "
-        "bound; counted in predictor_prediction_log_dropped)"
-    )
+    report_log(results)
     print(f"mlflow anchor: {results['mlflow_how']}")
     print(
         f"same model: /predict probability {results['p_predictor']:.6f}, /invocations "
@@ -1006,8 +1085,33 @@ def report_kind(setup: dict, results: dict, hello: dict | None, args) -> None:
     )
 
 
+def report_log(results: dict) -> None:
+    """The prediction log at max rate, per store: how fast, and whether every answered row is logged."""
+    for store in results.get("log_stores", []):
+        print(
+            f"prediction log on {store['store']} at max rate: /predict {store['single'].rps:,.0f} req/s "
+            f"({store['single'].rps / store['anchor']['predict'].rps:.2f}x the predictor without the log, "
+            f"{store['anchor']['predict'].rps:,.0f}), /predict/batch {store['batch'].rps * BATCH_ROWS:,.0f} "
+            f"rows/s ({store['batch'].rps / store['anchor']['batch'].rps:.2f}x, "
+            f"{store['anchor']['batch'].rps * BATCH_ROWS:,.0f}); requests waited "
+            f"{store['waited_s']:.1f} s for the writer (backpressure); written at the stop "
+            f"{store['written_at_stop']:,}, spilled {store['spilled_during']:,} during the run and "
+            f"{store['spilled_at_stop']:,} in files at the stop (written at the next start, "
+            f"{store['settled_s']:.0f} s)"
+        )
+        print(
+            f"log {store['store']}: answered={store['answered']} written={store['written']} "
+            f"dropped={store['dropped']}"
+        )
+
+
 def report(outcomes: dict[str, dict], hello: dict | None, prepared_s: float, args, elapsed_s: float) -> None:
     """Per kind the detailed report; then the run's context, the goals' misses and the summary lines."""
+    if args.log_only:
+        for kind, outcome in outcomes.items():
+            print(f"=== {kind}: {describe(outcome['setup']) if outcome['setup'] else outcome['error']}")
+            report_log(outcome["results"] or {})
+        return
     for kind, outcome in outcomes.items():
         if outcome["results"]:
             report_kind(outcome["setup"], outcome["results"], hello, args)
@@ -1102,6 +1206,11 @@ def main() -> None:
     )
     parser.add_argument("--skip-nolog", action="store_true", help="skip the logging-off comparison")
     parser.add_argument(
+        "--log-only",
+        action="store_true",
+        help="per kind only the prediction log at max rate on SQLite and Postgres (answered = written)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="per kind only what the summary line needs: no logging-off comparison, no batch run, "
@@ -1129,6 +1238,9 @@ def main() -> None:
             log(f"working in {root}; kinds: {', '.join(kinds)}")
             registry, uri = mlflow_server(root / "mlflow")
             stack.callback(registry.stop)
+            if not args.quick:  # the prediction log's second store
+                args.postgres = Postgres()
+                stack.callback(args.postgres.stop)
             log(f"MLflow server at {uri}; prepare")
             with contextlib.redirect_stdout(sys.stderr):
                 manifest, customers = prepare_data(root / "model", args.data, uri)
@@ -1150,7 +1262,8 @@ def main() -> None:
                 except Exception as exc:  # the next kind still runs; the report says why
                     log(f"{kind}: FAILED\n{traceback.format_exc()}")
                     outcome["error"] = f"{type(exc).__name__}: {str(exc).strip()[:500]}"
-            rates = [o["results"]["half"]["rate"] for o in outcomes.values() if o["results"]]
+            measured = [o["results"] for o in outcomes.values() if o["results"] and not args.log_only]
+            rates = [results["half"]["rate"] for results in measured]
             if rates:
                 try:
                     hello = run_hello(root, files, max(rates), args)
@@ -1159,7 +1272,7 @@ def main() -> None:
         report(outcomes, hello, prepared_s, args, time.perf_counter() - started)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    if any(outcome["error"] for outcome in outcomes.values()) or hello is None:
+    if any(outcome["error"] for outcome in outcomes.values()) or (hello is None and not args.log_only):
         sys.exit(1)
 
 

@@ -225,3 +225,33 @@ def test_every_prediction_is_logged(app_factory, served):
 def test_a_weak_admin_token_stops_the_predictor_at_start(app_factory, token):
     with pytest.raises(ConfigurationError, match="PREDICTOR_ADMIN_TOKEN"):
         app_factory(admin_token=token)
+
+
+API_KEY = "test-api-key-0123456789"
+
+
+def test_with_an_api_key_scoring_answers_only_requests_that_send_it(app_factory, served):
+    test = served[2]
+    app = app_factory(api_key=API_KEY)
+    client, log = app.test_client(), app.extensions["bankmarketing"]["predictions"]
+    queued = log.written + len(log._rows)
+    bodies = {"/predict": {"customer": customer(test)}, "/predict/batch": {"customers": [customer(test)] * 3}}
+    for path, body in bodies.items():
+        for headers in ({}, {"X-API-Key": API_KEY[:-1]}, {"X-API-Key": API_KEY + "x"}):
+            refused = client.post(path, json=body, headers=headers)
+            assert refused.status_code == 401, (path, headers)
+            assert refused.get_json()["error"] == "missing or wrong API key: send it in the X-API-Key header"
+        assert client.post(path, json=body, headers={"X-API-Key": API_KEY}).status_code == 200
+    assert log.written + len(log._rows) == queued + 4  # only the answered customers are logged
+    for path in ("/health", "/ready", "/model", "/openapi.json", "/metrics"):
+        assert client.get(path).status_code == 200, path  # probes and docs need no key
+
+
+def test_without_an_api_key_scoring_is_open(client, served):
+    assert client.post("/predict", json={"customer": customer(served[2])}).status_code == 200
+
+
+@pytest.mark.parametrize("key", ["CHANGE_ME", "short-key"])
+def test_a_weak_api_key_stops_the_predictor_at_start(app_factory, key):
+    with pytest.raises(ConfigurationError, match="PREDICTOR_API_KEY"):
+        app_factory(api_key=key)

@@ -14,7 +14,7 @@ from bankmarketing.ui.client import (
     PredictorUnavailable,
 )
 from bankmarketing.ui.customers import rejection_lines
-from tests.ui.conftest import customer
+from tests.ui.conftest import KEY, customer
 
 pytestmark = pytest.mark.integration
 
@@ -107,3 +107,14 @@ def test_a_silent_api_times_out_as_unavailable():
         url = f"http://127.0.0.1:{listening.getsockname()[1]}"
         with pytest.raises(PredictorUnavailable, match="timed out"):
             PredictorClient(url, timeout=0.3).predict_batch([{"age": 40}])
+
+
+def test_the_api_key_in_the_environment_is_sent_with_every_request(keyed_predictor_url, served, monkeypatch):
+    record = customer(served[2], 1)
+    with pytest.raises(PredictorRejected) as refused:
+        PredictorClient().predict(record)
+    assert refused.value.status == 401 and "X-API-Key" in str(refused.value)
+    monkeypatch.setenv("PREDICTOR_API_KEY", KEY)
+    client = PredictorClient()
+    assert 0 <= client.predict(record)["probability"] <= 1
+    assert len(client.predict_batch([record] * 3)["predictions"]) == 3

@@ -219,6 +219,13 @@ def api_markdown(document: dict[str, Any], max_batch: int = DEFAULT_MAX_BATCH) -
     for path, method, operation in operations:
         lines += ["", f'<a id="{method}-{path.strip("/").replace("/", "-")}"></a>', ""]
         lines += [f"## `{method.upper()} {path}`", "", operation.get("summary", ""), ""]
+        for scheme in (name for option in operation.get("security", []) for name in option):
+            header = document["components"]["securitySchemes"][scheme]["name"]
+            lines += [
+                f"**Authentication**: the `{header}` header, when the predictor has a key "
+                "(`PREDICTOR_API_KEY`: set in compose, unset in the local stack).",
+                "",
+            ]
         body = operation.get("requestBody")
         if body:
             media_type, schema = _content_schema(body)

@@ -73,6 +73,8 @@ class ServingConfig:
     #: one sees it (0: each process swaps as soon as it has loaded the new version).
     switch_delay_s: float = 0.0
     admin_token: str | None = None
+    #: With a key, /predict and /predict/batch answer only requests that send it (X-API-Key).
+    api_key: str | None = None
     max_batch: int = 1_000
     max_body_bytes: int = 2 * 1024 * 1024
     #: A body is read within this many seconds (else 408); what a handler left unread is drained
@@ -111,6 +113,7 @@ class ServingConfig:
             poll_s=float(_env("PREDICTOR_POLL_SECONDS", "30")),
             switch_delay_s=float(_env("PREDICTOR_SWITCH_DELAY_SECONDS", "5")),
             admin_token=os.environ.get("PREDICTOR_ADMIN_TOKEN") or None,
+            api_key=os.environ.get("PREDICTOR_API_KEY") or None,
             max_batch=int(_env("PREDICTOR_MAX_BATCH", "1000")),
             max_body_bytes=int(_env("PREDICTOR_MAX_BODY_BYTES", str(2 * 1024 * 1024))),
             body_timeout_s=float(_env("PREDICTOR_BODY_TIMEOUT_SECONDS", str(BODY_SECONDS))),
@@ -128,11 +131,15 @@ class ServingConfig:
 
 
 #: The prediction log's counters, published as gauges summed over the workers.
+#: The header that carries PREDICTOR_API_KEY.
+API_KEY_HEADER = "X-API-Key"
+
 PREDICTION_LOG_COUNTS = {
     "written": "prediction rows written to the database (replayed ones included)",
-    "dropped": "prediction rows dropped: memory bound reached with no spill folder, or the disk cap",
+    "dropped": "prediction rows dropped: nowhere to put them (disk cap, or no spill folder in an outage)",
     "spilled": "prediction rows spilled to disk while the database was unreachable",
     "replayed": "spilled prediction rows read back and written to the database",
+    "waited_seconds": "seconds requests waited for room in the log's queue (the writer fell behind)",
 }
 
 
@@ -202,6 +209,7 @@ def create_app(
     settings = settings or Settings.from_env()
     config = config or ServingConfig.from_env()
     check_credential("PREDICTOR_ADMIN_TOKEN", config.admin_token)  # unset = reload off; never weak
+    check_credential("PREDICTOR_API_KEY", config.api_key)  # unset = scoring open (the local stack)
     config.cache_dir.mkdir(parents=True, exist_ok=True)
     holder = ModelHolder(
         settings.tracking_uri, settings.model_name, config.alias, config.cache_dir, config.switch_delay_s
@@ -303,7 +311,13 @@ def create_app(
     published = [()]  # the prediction log's counts last published
 
     def publish_log_counts() -> None:
-        counts = (predictions.written, predictions.dropped, predictions.spilled, predictions.replayed)
+        counts = (
+            predictions.written,
+            predictions.dropped,
+            predictions.spilled,
+            predictions.replayed,
+            predictions.waited_s,
+        )
         if counts != published[0]:
             published[0] = counts
             for gauge, value in zip(metrics.log_counts.values(), counts, strict=True):
@@ -327,6 +341,15 @@ def create_app(
 
     install_json_errors(app, config.max_body_bytes, 500, "internal error", log)
     limit_bodies(app, config.max_body_bytes, config.body_timeout_s, config.drain_max_bytes)
+
+    @app.before_request
+    def _require_api_key():
+        """401 for a scoring request without the API key, when one is set."""
+        if config.api_key and request.path in ("/predict", "/predict/batch"):
+            given = request.headers.get(API_KEY_HEADER, "")
+            if not hmac.compare_digest(given.encode(), config.api_key.encode()):
+                return json_error(401, f"missing or wrong API key: send it in the {API_KEY_HEADER} header")
+        return None
 
     @app.post("/predict")
     def predict():

@@ -38,6 +38,10 @@ def openapi_document(max_batch: int) -> dict[str, Any]:
         },
         "503": {"description": "no model loaded yet", **_json("ErrorBody")},
     }
+    keyed = {  # scoring: the API key when PREDICTOR_API_KEY is set (compose), open otherwise
+        "security": [{"apiKey": []}, {}],
+        "401": {"description": "missing or wrong API key (when one is set)", **_json("ErrorBody")},
+    }
     text = {"200": {"description": "ok", "content": {"text/plain": {"schema": {"type": "string"}}}}}
     return {
         "openapi": "3.1.0",
@@ -52,15 +56,22 @@ def openapi_document(max_batch: int) -> dict[str, Any]:
                 "post": {
                     "summary": "Score one customer",
                     "requestBody": {"required": True, **_json("PredictRequest")},
-                    "responses": {"200": {"description": "prediction", **_json("Prediction")}, **errors},
+                    "security": keyed["security"],
+                    "responses": {
+                        "200": {"description": "prediction", **_json("Prediction")},
+                        "401": keyed["401"],
+                        **errors,
+                    },
                 }
             },
             "/predict/batch": {
                 "post": {
                     "summary": f"Score up to {max_batch} customers",
                     "requestBody": {"required": True, **_json("BatchRequest")},
+                    "security": keyed["security"],
                     "responses": {
                         "200": {"description": "predictions in input order", **_json("BatchPrediction")},
+                        "401": keyed["401"],
                         **errors,
                     },
                 }
@@ -130,5 +141,8 @@ def openapi_document(max_batch: int) -> dict[str, Any]:
                 }
             },
         },
-        "components": {"schemas": schemas["$defs"] if "$defs" in schemas else schemas},
+        "components": {
+            "schemas": schemas["$defs"] if "$defs" in schemas else schemas,
+            "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
+        },
     }

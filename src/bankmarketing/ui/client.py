@@ -10,6 +10,7 @@ from typing import Any
 import requests
 
 URL_VARIABLE = "PREDICTOR_URL"
+API_KEY_VARIABLE = "PREDICTOR_API_KEY"  # sent as X-API-Key when set (the predictor requires it then)
 DEFAULT_URL = "http://127.0.0.1:9696"
 START_HINT = "start it with `make serve` (or set PREDICTOR_URL to where it runs)"
 
@@ -52,10 +53,13 @@ class PredictorClient:
     """`predict`, `predict_batch`, `model`, `challenger` and `ready` over HTTP; errors as PredictorError
     subclasses."""
 
-    def __init__(self, base_url: str | None = None, timeout: float = 10.0):
+    def __init__(self, base_url: str | None = None, timeout: float = 10.0, api_key: str | None = None):
         self.base_url = (base_url or os.environ.get(URL_VARIABLE, "").strip() or DEFAULT_URL).rstrip("/")
         self.timeout = timeout
         self._session = requests.Session()
+        api_key = api_key or os.environ.get(API_KEY_VARIABLE, "").strip()
+        if api_key:
+            self._session.headers["X-API-Key"] = api_key
 
     def _request(self, method: str, path: str, body: Any = None, accept: tuple[int, ...] = ()) -> dict:
         url = f"{self.base_url}{path}"
