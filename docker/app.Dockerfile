@@ -22,7 +22,7 @@ WORKDIR /opt/bankmarketing
 COPY constraints.txt requirements.txt pyproject.toml ./
 COPY src ./src
 RUN pip install -c requirements.txt . \
-        Flask gunicorn prometheus-client requests streamlit psycopg2-binary \
+        Flask Flask-WTF gunicorn prometheus-client requests streamlit psycopg2-binary \
     && rm -rf build src/*.egg-info
 
 USER 10001:10001

@@ -77,10 +77,10 @@ def _wait(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
 class MlflowServer:
     """A real `bankmarketing mlflow-server` process on a free port."""
 
-    def __init__(self, directory: Path, database_url: str | None = None):
+    def __init__(self, directory: Path, database_url: str | None = None, **extra_env: str):
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "MLFLOW_DIR": str(directory)}
+        env = {**os.environ, "MLFLOW_DIR": str(directory), **extra_env}
         for name in ("DATABASE_URL", *MLFLOW_RUN_CONTEXT):
             env.pop(name, None)
         if database_url:

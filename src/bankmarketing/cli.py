@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import configparser
 import json
 import logging
 import os
 import sys
+from pathlib import Path
 
 from pydantic import BaseModel
 
-from bankmarketing.config import Settings
+from bankmarketing.config import Settings, check_credential
 from bankmarketing.data import DataError
 from bankmarketing.options import OptionsError, parse_options
 
@@ -27,9 +29,38 @@ def _add_option_flags(parser: argparse.ArgumentParser, model: type[BaseModel]) -
         )
 
 
+def mlflow_auth_config(settings: Settings, env: dict[str, str]) -> Path | None:
+    """With MLFLOW_TRACKING_PASSWORD set (compose), the config of MLflow's basic-auth app: its
+    admin is MLFLOW_TRACKING_USERNAME, the account the pipelines and the predictor use; users
+    and permissions live in MLFLOW_AUTH_DATABASE_URL (default: basic_auth.db beside the store).
+    MLflow reads the admin password once, when it creates the admin in that database."""
+    password = env.get("MLFLOW_TRACKING_PASSWORD", "").strip()
+    if not password:
+        return None
+    check_credential("MLFLOW_TRACKING_PASSWORD", password)
+    secret_key = env.get("MLFLOW_FLASK_SERVER_SECRET_KEY") or None  # signs its CSRF tokens
+    check_credential("MLFLOW_FLASK_SERVER_SECRET_KEY", secret_key, required=True)
+    folder = settings.mlflow_dir.resolve()
+    config = configparser.ConfigParser(interpolation=None)
+    config["mlflow"] = {
+        "default_permission": "READ",
+        "database_uri": env.get("MLFLOW_AUTH_DATABASE_URL") or f"sqlite:///{folder}/basic_auth.db",
+        "admin_username": env.get("MLFLOW_TRACKING_USERNAME") or "admin",
+        "admin_password": password,
+        "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
+    }
+    path = folder / "basic_auth.ini"
+    path.touch(mode=0o600)
+    with open(path, "w") as file:
+        config.write(file)
+    return path
+
+
 def mlflow_server_command(settings: Settings, host: str, port: int) -> list[str]:
-    """The tracking server: SQLite by default or DATABASE_URL, artifacts served by it."""
+    """The tracking server: SQLite by default or DATABASE_URL, artifacts served by it; behind
+    MLflow's basic-auth app when MLFLOW_AUTH_CONFIG_PATH is set (see `mlflow_auth_config`)."""
     backend = settings.database_url or f"sqlite:///{settings.mlflow_dir.resolve()}/mlflow.db"
+    auth = ["--app-name", "basic-auth"] if os.environ.get("MLFLOW_AUTH_CONFIG_PATH") else []
     return [
         sys.executable,
         "-m",
@@ -44,6 +75,7 @@ def mlflow_server_command(settings: Settings, host: str, port: int) -> list[str]
         host,
         "--port",
         str(port),
+        *auth,
     ]
 
 
@@ -101,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     command = args.pop("command")
     if command == "mlflow-server":
         settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
+        auth = mlflow_auth_config(settings, dict(os.environ))
+        if auth:
+            os.environ["MLFLOW_AUTH_CONFIG_PATH"] = str(auth)
         argv = mlflow_server_command(settings, args["host"], args["port"])
         os.execvp(argv[0], argv)
     options_model, run = stages[command]

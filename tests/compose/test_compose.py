@@ -33,7 +33,7 @@ INIT_SCRIPT = REPO / "docker" / "postgres" / "init-databases.sh"
 #: The services of the Procfile (the local stack); compose runs each with the same command.
 STACK = ("mlflow", "mage", "predictor", "alerts", "streamlit")
 #: Environment keys whose value is a credential.
-SECRET_KEY = re.compile(r"(PASSWORD|TOKEN|SECRET|SECRET_KEY)$")
+SECRET_KEY = re.compile(r"(PASSWORD|TOKEN|SECRET|SECRET_KEY|API_KEY)$")
 #: Compose interpolation: $$ (a literal $), ${VAR}, ${VAR:-default}, ${VAR?err}, ..., $VAR.
 INTERPOLATION = re.compile(
     r"\$(?:(?P<escaped>\$)|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}"
