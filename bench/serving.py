@@ -521,12 +521,19 @@ class _Connection:
             raise
 
 
-def open_loop(port: int, path: str, body: bytes, rate: float, duration_s: float, concurrency: int) -> dict:
-    """Requests scheduled every 1/rate s; latency from the scheduled time to the full response."""
-    payload = (
-        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
+def open_loop(
+    port: int, path: str, body: bytes | list[bytes], rate: float, duration_s: float, concurrency: int
+) -> dict:
+    """Requests scheduled every 1/rate s; latency from the scheduled time to the full response.
+    With a list of bodies, request i sends body i (cycled)."""
+    payloads = [
+        (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(one)}\r\n\r\n"
+        ).encode()
+        + one
+        for one in (body if isinstance(body, list) else [body])
+    ]
     total = max(1, int(rate * duration_s))
     counter = itertools.count()
     latencies: list[float] = []
@@ -543,7 +550,7 @@ def open_loop(port: int, path: str, body: bytes, rate: float, duration_s: float,
                 time.sleep(wait)
             lags.append(time.perf_counter() - scheduled)
             try:
-                status = connection.exchange(payload)
+                status = connection.exchange(payloads[i % len(payloads)])
             except OSError as exc:
                 failures.append(type(exc).__name__)
                 continue

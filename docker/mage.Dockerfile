@@ -45,4 +45,4 @@ USER 10001:10001
 EXPOSE 6789
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=20 \
     CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:6789/api/status', timeout=4)"
-CMD ["mage", "start", "mlops", "--host", "0.0.0.0", "--port", "6789"]
+CMD ["nice", "-n", "10", "mage", "start", "mlops", "--host", "0.0.0.0", "--port", "6789"]

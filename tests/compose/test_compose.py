@@ -194,8 +194,7 @@ def procfile() -> dict[str, str]:
 
 def procfile_command(entry: str, env: dict[str, str]) -> list[str]:
     """The Procfile entry without its environment's bin folder, its $VARS from `env`."""
-    words = shlex.split(entry)
-    words[0] = re.sub(r"^\$(APP_BIN|MAGE_BIN)/", "", words[0])
+    words = [re.sub(r"^\$(APP_BIN|MAGE_BIN)/", "", word) for word in shlex.split(entry)]
     resolved = []
     for word in words:
         for name in re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", word):
