@@ -31,17 +31,13 @@ import requests
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))  # tests.serving.http_clients: the clients the tests use
 from serving import (  # noqa: E402  bench/serving.py's set-up
-    BIN,
     DEFAULT_DATA,
-    GUNICORN_CONF,
-    free_port,
     log,
     mlflow_server,
     model_name,
+    predictor_server,
     prepare_data,
     register_model,
-    running,
-    server_env,
 )
 
 from tests.serving.http_clients import with_requests, with_socket, with_urllib  # noqa: E402
@@ -60,31 +56,10 @@ def unbounded_app():
 
 
 def predictor(folder: Path, uri: str, name: str, bounds: bool):
-    from bankmarketing.database import engine_for
-
+    """bench/serving.py's predictor, or the same app without the body bounds (the anchor)."""
     tag = "on" if bounds else "off"
-    port = free_port()
-    database = f"sqlite:///{folder / f'platform-{tag}.db'}"
-    engine_for(database).dispose()  # the tables before two workers race to create them
-    env = server_env(
-        MLFLOW_TRACKING_URI=uri,
-        MODEL_NAME=name,
-        DATABASE_URL=database,
-        BANK_DATA_DIR=str(folder / f"data-{tag}"),
-        PREDICTOR_HOST="127.0.0.1",
-        PREDICTOR_PORT=str(port),
-        PREDICTOR_WORKERS="2",
-        PREDICTOR_CACHE_DIR=str(folder / f"cache-{tag}"),
-    )
     app = "bankmarketing.serving.app:create_app()" if bounds else "oversize:unbounded_app()"
-    return running(
-        f"predictor (bounds={tag})",
-        [str(BIN / "gunicorn"), "-c", GUNICORN_CONF, "--pythonpath", str(BENCH), app],
-        env,
-        folder / f"predictor-{tag}.log",
-        port,
-        lambda: requests.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200,
-    )
+    return predictor_server(folder, uri, name, f"predictor (bounds={tag})", tag, True, app=app)
 
 
 def timed(send, *args) -> tuple[float, int]:

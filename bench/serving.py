@@ -656,10 +656,12 @@ def predictor_server(
     tag: str,
     log_predictions: bool,
     database: str | None = None,
+    app: str = "bankmarketing.serving.app:create_app()",
     **extra,
 ):
     """The predictor under gunicorn (2 workers) serving `name`@production; files in `folder`;
-    its platform database `database` (default: a new SQLite file, the local stack's default)."""
+    its platform database `database` (default: a new SQLite file, the local stack's default);
+    `app` another WSGI app of the predictor (found on bench/ too)."""
     from bankmarketing.database import engine_for
 
     port = free_port()
@@ -682,7 +684,7 @@ def predictor_server(
     )
     return running(
         f"{label} (logging {tag})",
-        [str(BIN / "gunicorn"), "-c", GUNICORN_CONF, "bankmarketing.serving.app:create_app()"],
+        [str(BIN / "gunicorn"), "-c", GUNICORN_CONF, "--pythonpath", str(BENCH), app],
         env,
         folder / f"predictor-{tag}.log",
         port,
