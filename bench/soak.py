@@ -103,9 +103,10 @@ def soak_environment(root: Path, data: Path) -> dict[str, str]:
 
 
 def mage(stack: Path, env: dict[str, str], pipeline: str, variables: dict | None = None) -> float:
-    """`mage run mlops <pipeline>` as `make` runs it; its seconds (the log kept on failure)."""
+    """`mage run mlops <pipeline>` at the priority of the Mage server's runs (nice 10, as its
+    scheduler would run it); its seconds (the log kept on failure)."""
     started = time.perf_counter()
-    command = [str(REPO / ".venv/mage/bin/mage"), "run", "mlops", pipeline]
+    command = ["nice", "-n", "10", str(REPO / ".venv/mage/bin/mage"), "run", "mlops", pipeline]
     if variables:
         command += ["--runtime-vars", json.dumps(variables)]
     done = subprocess.run(command, cwd=stack, env=env, capture_output=True, text=True, timeout=3600)
