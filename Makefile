@@ -82,6 +82,14 @@ fairness: setup mlflow ## fairness gaps of the production version on the test sp
 rollback: setup mlflow ## move the `production` alias back to `previous` (audited)
 	$(APP)/bankmarketing rollback
 
+.PHONY: backup restore
+backup: setup ## back up the platform database, MLflow's store and artifacts, the prediction log (into BACKUP_DIR, default backups/)
+	$(APP)/bankmarketing backup
+
+restore: setup ## restore a backup, the stack stopped (make down): make restore BACKUP=backups/bankmarketing-... [FORCE=1]
+	@test -n "$(BACKUP)" || { echo "usage: make restore BACKUP=backups/bankmarketing-<time> [FORCE=1]" >&2; exit 2; }
+	$(APP)/bankmarketing restore "$(BACKUP)" $(if $(FORCE),--force)
+
 approve: setup mlflow ## with DEPLOY_REQUIRE_APPROVAL=true: promote the waiting version, VERSION=N (audited)
 	$(APP)/bankmarketing approve --version $(VERSION)
 

@@ -25,6 +25,12 @@ RUN pip install -c requirements.txt . \
         Flask Flask-WTF gunicorn prometheus-client requests streamlit psycopg2-binary \
     && rm -rf build src/*.egg-info
 
+# pg_dump / pg_restore / psql for `bankmarketing backup` / `restore` (docs/runbook.md); a
+# client newer than the server dumps it fine.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends postgresql-client \
+    && rm -rf /var/lib/apt/lists/*
+
 USER 10001:10001
 EXPOSE 5000 6790 8501
 # For the default command (MLflow); compose gives alerts and streamlit their own checks.

@@ -53,6 +53,11 @@ def mlflow_auth_config(settings: Settings, env: dict[str, str]) -> Path | None:
     path.touch(mode=0o600)
     with open(path, "w") as file:
         config.write(file)
+    from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
+
+    # Its tables, created here once: each of MLflow's workers would otherwise migrate a new
+    # database at the same time, and one that loses the race stops the server.
+    SqlAlchemyStore().init_db(config["mlflow"]["database_uri"])
     return path
 
 
@@ -118,6 +123,23 @@ def _stages():
     }
 
 
+def _backup_or_restore(settings: Settings, command: str, args: dict) -> int:
+    from bankmarketing import backup
+
+    locations = backup.Locations.from_settings(settings)
+    try:
+        if command == "backup":
+            output = Path(args["output"]) if args["output"] else backup.default_output()
+            result = backup.backup(locations, output, compress=args["compress"])
+        else:
+            result = backup.restore(locations, Path(args["archive"]), force=args["force"])
+    except backup.BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bankmarketing", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -127,6 +149,14 @@ def main(argv: list[str] | None = None) -> int:
     server = commands.add_parser("mlflow-server", help="run the MLflow tracking server")
     server.add_argument("--host", default=os.environ.get("MLFLOW_HOST", "127.0.0.1"))
     server.add_argument("--port", type=int, default=int(os.environ.get("MLFLOW_PORT", "5000")))
+    backup = commands.add_parser(
+        "backup", help="back up the platform database, MLflow's store and artifacts, the prediction log"
+    )
+    backup.add_argument("--output", default=None, help="folder of backups (default: BACKUP_DIR or backups)")
+    backup.add_argument("--compress", action="store_true", help="one .tar.gz instead of a folder")
+    restore = commands.add_parser("restore", help="restore a backup (stop the stack first: make down)")
+    restore.add_argument("archive", help="a backup folder (with manifest.json) or its .tar.gz")
+    restore.add_argument("--force", action="store_true", help="replace existing data")
     args = vars(parser.parse_args(argv))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()
@@ -138,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["MLFLOW_AUTH_CONFIG_PATH"] = str(auth)
         argv = mlflow_server_command(settings, args["host"], args["port"])
         os.execvp(argv[0], argv)
+    if command in ("backup", "restore"):
+        return _backup_or_restore(settings, command, args)
     options_model, run = stages[command]
     try:
         result = run(settings, parse_options(options_model, args))
