@@ -10,16 +10,20 @@ import threading
 import time
 import urllib.request
 import uuid
+from contextlib import contextmanager
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from mlflow.tracking._model_registry import utils as registry_globals
+from mlflow.tracking._tracking_service import utils as tracking_globals
 
 from bankmarketing.config import DATA_PATH_VARIABLE, Settings
 from bankmarketing.data.prepare import PrepareOptions, prepare, read_split
 from bankmarketing.deployment import DeployOptions, deploy
+from bankmarketing.registry import use_tracking_server
 from bankmarketing.services import MLFLOW_RUN_CONTEXT
 from bankmarketing.serving.app import ServingConfig, create_app
 from bankmarketing.training.train import TrainOptions, train
@@ -296,3 +300,22 @@ def mage():
     server = FakeMage()
     yield server
     server.stop()
+
+
+@contextmanager
+def fluent_mlflow_on(uri: str):
+    """MLflow's fluent API on `uri`; after, its globals and the variables it exports for
+    child processes as they were (restoring `get_registry_uri()` would pin the registry)."""
+    exported = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID")
+    saved = {name: os.environ.get(name) for name in exported}
+    tracking, registry = tracking_globals._tracking_uri, registry_globals._registry_uri
+    use_tracking_server(uri)
+    try:
+        yield
+    finally:
+        tracking_globals._tracking_uri, registry_globals._registry_uri = tracking, registry
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -38,7 +38,7 @@ from bankmarketing.backup import BackupError, Locations
 from bankmarketing.cli import mlflow_server_command
 from bankmarketing.config import Settings
 from bankmarketing.database import engine_for, metadata
-from tests.conftest import MlflowServer
+from tests.conftest import MlflowServer, fluent_mlflow_on
 
 REPO = Path(__file__).resolve().parents[1]
 UTC = dt.UTC
@@ -106,17 +106,11 @@ FEATURES = np.array([[0.1, 1.0, -2.0], [1.5, -0.3, 0.2], [-1.0, 0.0, 3.0], [2.0,
 
 def predictions(uri: str, name: str) -> dict[str, list[float]]:
     """Each alias's model, loaded from the registry's served artifacts, on FEATURES."""
-    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
+    with fluent_mlflow_on(uri):
         return {
             alias: mlflow.sklearn.load_model(f"models:/{name}@{alias}").predict_proba(FEATURES)[:, 1].tolist()
             for alias in ("production", "previous")
         }
-    finally:
-        mlflow.set_tracking_uri(previous[0])
-        mlflow.set_registry_uri(previous[1])
 
 
 def folder_contents(folder: Path) -> dict[str, bytes]:
@@ -131,10 +125,7 @@ def register_models(uri: str, name: str) -> None:
     rng = np.random.default_rng(7)
     x = rng.normal(size=(60, 3))
     y = (x[:, 0] + rng.normal(scale=0.5, size=60) > 0).astype(int)
-    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
+    with fluent_mlflow_on(uri):
         mlflow.set_experiment(name)
         for c in (0.1, 10.0):
             with mlflow.start_run():
@@ -142,10 +133,6 @@ def register_models(uri: str, name: str) -> None:
                 model = LogisticRegression(C=c).fit(x, y)
                 mlflow.log_metric("train_accuracy", model.score(x, y))
                 mlflow.sklearn.log_model(model, name="model", registered_model_name=name)
-    finally:
-        mlflow.set_tracking_uri(previous[0])
-        mlflow.set_registry_uri(previous[1])
-        os.environ.pop("MLFLOW_EXPERIMENT_ID", None)  # set_experiment exports it
     client = MlflowClient(uri, registry_uri=uri)
     client.update_registered_model(name, description="the drill's model")
     client.set_model_version_tag(name, "1", "candidate", "logistic_regression")

@@ -55,10 +55,11 @@ def test_a_placeholder_secret_stops_the_stack(tmp_path):
 
 
 def test_a_callers_mlflow_run_context_does_not_reach_the_stack():
-    """`mlflow.set_experiment` exports MLFLOW_EXPERIMENT_ID; the stack's new server must not see it."""
-    base = {"STACK_RUN_DIR": "/tmp/unused", "MLFLOW_EXPERIMENT_ID": "7", "MLFLOW_RUN_ID": "abc"}
-    env = stack_environment(REPO, base | dict(os.environ))
-    assert not {"MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID"} & set(env)
+    """`mlflow.set_experiment` exports MLFLOW_EXPERIMENT_ID, `set_registry_uri` MLFLOW_REGISTRY_URI;
+    the stack's new server and its clients must not see them."""
+    run = {"MLFLOW_EXPERIMENT_ID": "7", "MLFLOW_RUN_ID": "abc", "MLFLOW_REGISTRY_URI": "http://127.0.0.1:9"}
+    env = stack_environment(REPO, {"STACK_RUN_DIR": "/tmp/unused"} | dict(os.environ) | run)
+    assert not set(run) & set(env)
 
 
 def test_every_procfile_process_has_a_health_check():

@@ -18,7 +18,6 @@ import pandas as pd
 import pandera.pandas as pa
 import pyarrow as pa_arrow
 import pyarrow.parquet as pq
-from mlflow import MlflowClient
 from pydantic import Field
 
 from bankmarketing.config import Settings
@@ -26,7 +25,7 @@ from bankmarketing.data import DataError
 from bankmarketing.data.schema import CATEGORIES, FEATURES, MISSING, RANGES, build_schema
 from bankmarketing.explanations import top_reasons
 from bankmarketing.options import StageOptions
-from bankmarketing.registry import load_scorer
+from bankmarketing.registry import client_for, load_scorer
 from bankmarketing.scoring import ExplanationUnavailable
 from bankmarketing.targeting import plan_campaign
 
@@ -246,7 +245,7 @@ def score_file(settings: Settings, options: BatchOptions) -> dict:
     if target.suffix not in (".csv", ".parquet"):
         raise DataError(f"{target}: the output must end in .csv or .parquet")
     started = time.monotonic()
-    client = MlflowClient(settings.tracking_uri)
+    client = client_for(settings.tracking_uri)
     version = client.get_model_version_by_alias(settings.model_name, options.alias)
     if options.engine == "spark":
         return score_file_with_spark(settings, options, version.version, float(version.tags["threshold"]))

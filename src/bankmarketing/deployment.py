@@ -28,7 +28,7 @@ from bankmarketing.explanations import EXPLANATION_ARTIFACT, global_explanation
 from bankmarketing.fairness import GAP_MEASURES, fairness_gaps, fairness_rows, largest_gap
 from bankmarketing.model_card import model_card
 from bankmarketing.options import StageOptions
-from bankmarketing.registry import COMPLETE_TAG, load_pipeline
+from bankmarketing.registry import COMPLETE_TAG, client_for, load_pipeline
 from bankmarketing.scoring import ExplanationUnavailable, Scorer
 from bankmarketing.training.evaluation import (
     bootstrap_difference_sd,
@@ -224,7 +224,7 @@ def ranking_tag(versions: list[ModelVersion], options: DeployOptions) -> str:
 
 def stage_candidates(settings: Settings, options: DeployOptions) -> list[str]:
     """Rank the newest run's versions (`ranking_tag`); alias the best staging-1..n."""
-    client = MlflowClient(settings.tracking_uri)
+    client = client_for(settings.tracking_uri)
     candidates = newest_candidates(client, settings.model_name)
     key = ranking_tag(candidates, options)
     ranked = sorted(candidates, key=lambda v: -float(v.tags[key]))
@@ -261,7 +261,7 @@ def deploy(settings: Settings, options: DeployOptions) -> dict:
 
 def promote_best(settings: Settings, options: DeployOptions, staged: list[str]) -> dict:
     """Give the best staged version `production` if it beats production on the test split."""
-    client = MlflowClient(settings.tracking_uri)
+    client = client_for(settings.tracking_uri)
     name = settings.model_name
     best = client.get_model_version(name, staged[0])
     test = read_prepared_split(settings, best.tags["prepared_id"], "test")
@@ -491,7 +491,7 @@ def approve(settings: Settings, options: ApproveOptions) -> dict:
     """Give the version waiting for approval `production`, as the gate decided, with the approver
     in the audit row. Refused when it is not the waiting version, or when production changed
     since the gate compared them (deploy again)."""
-    client = MlflowClient(settings.tracking_uri)
+    client = client_for(settings.tracking_uri)
     name, version = settings.model_name, str(options.version)
     pending, current = _alias_version(client, name, PENDING), _alias_version(client, name, PRODUCTION)
     if pending is None or pending.version != version:
@@ -526,7 +526,7 @@ def approve(settings: Settings, options: ApproveOptions) -> dict:
 def rollback(settings: Settings, options: RollbackOptions) -> dict:
     """Move `production` back to `previous`; `previous` moves to the one before it."""
     triggered_by = options.triggered_by
-    client = MlflowClient(settings.tracking_uri)
+    client = client_for(settings.tracking_uri)
     name = settings.model_name
     current = _alias_version(client, name, PRODUCTION)
     target = _alias_version(client, name, PREVIOUS)
@@ -564,7 +564,7 @@ def rollback(settings: Settings, options: RollbackOptions) -> dict:
 
 def manage_challenger(settings: Settings, options: ChallengerOptions) -> dict:
     """Show the challenger, promote it through the same gate as `deploy`, or withdraw it."""
-    client = MlflowClient(settings.tracking_uri)
+    client = client_for(settings.tracking_uri)
     name = settings.model_name
     challenger = _alias_version(client, name, CHALLENGER)
     production = _alias_version(client, name, PRODUCTION)

@@ -6,14 +6,13 @@ import datetime as dt
 
 import mlflow
 import sqlalchemy as sa
-from mlflow import MlflowClient
 from pydantic import Field
 
 from bankmarketing.config import Settings
 from bankmarketing.data.prepare import prepared_manifest, read_split
 from bankmarketing.database import METRIC_COLUMNS, engine_for, model_evaluation
 from bankmarketing.options import StageOptions
-from bankmarketing.registry import load_scorer
+from bankmarketing.registry import client_for, load_scorer, use_tracking_server
 from bankmarketing.training.evaluation import classification_metrics
 from bankmarketing.training.train import xy
 
@@ -32,13 +31,13 @@ def evaluate_split(settings: Settings, options: TestOptions) -> dict:
 
     Logged as an MLflow run and upserted into `model_evaluation` (a rerun replaces its row).
     """
-    client = MlflowClient(settings.tracking_uri)
+    client = client_for(settings.tracking_uri)
     version = client.get_model_version_by_alias(settings.model_name, options.alias)
     manifest = prepared_manifest(settings, version.tags["prepared_id"])
     X, y = xy(read_split(manifest, options.split))
     scorer = load_scorer(settings.tracking_uri, version.name, version.version)
     metrics = classification_metrics(y, scorer.score_frame(X), float(version.tags["threshold"]))
-    mlflow.set_tracking_uri(settings.tracking_uri)
+    use_tracking_server(settings.tracking_uri)
     mlflow.set_experiment(settings.experiment)
     with mlflow.start_run(run_name=f"test-v{version.version}-{options.split}") as run:
         mlflow.set_tags(

@@ -25,6 +25,20 @@ IDENTITIES_ARTIFACT = "training_identities.parquet"
 IDENTITIES_TAG = "training_identities_sha256"
 
 
+def client_for(tracking_uri: str) -> MlflowClient:
+    """A client of the tracking server and its own registry (never a registry URI set elsewhere
+    in the process, or MLFLOW_REGISTRY_URI: the versions would land on another server)."""
+    return MlflowClient(tracking_uri, registry_uri=tracking_uri)
+
+
+def use_tracking_server(tracking_uri: str) -> MlflowClient:
+    """Point this process's fluent MLflow API (runs, logged and registered models) at the
+    tracking server and its own registry; return `client_for` it."""
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    return client_for(tracking_uri)
+
+
 class IdentitiesUnknown(LookupError):
     """A version whose training identities were not recorded (registered before they were)."""
 
@@ -76,7 +90,7 @@ def download_version(tracking_uri: str, name: str, version: str, dst: Path) -> P
     `models:/` URIs resolve through the process's global registry URI; the version's
     storage location does not, so this works beside other registries in one process.
     """
-    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
+    client = client_for(tracking_uri)
     location = client.get_model_version_download_uri(name, version)
     local = mlflow.artifacts.download_artifacts(
         artifact_uri=location, dst_path=str(dst), tracking_uri=tracking_uri
@@ -104,7 +118,7 @@ def register_candidate(model_uri: str, model_name: str, tags: dict[str, Any]) ->
 
 def describe_versions(settings: Settings, versions: list[str]) -> str:
     """A summary of registered versions with links; fails if one is not complete."""
-    client = MlflowClient(settings.tracking_uri)
+    client = client_for(settings.tracking_uri)
     base = settings.tracking_uri.rstrip("/")
     lines = [f"registered model {settings.model_name!r}: {base}/#/models/{settings.model_name}"]
     for number in versions:

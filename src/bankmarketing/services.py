@@ -77,9 +77,9 @@ def stop(name: str) -> str:
 
 def summary(settings: Settings) -> str:
     """Where to look after `make demo`: the UIs, the training run and registered versions."""
-    from mlflow import MlflowClient
+    from bankmarketing.registry import client_for
 
-    client = MlflowClient(settings.tracking_uri)
+    client = client_for(settings.tracking_uri)
     versions = client.search_model_versions(f"name='{settings.model_name}'")
     if not versions:
         return f"no versions of {settings.model_name!r} at {settings.tracking_uri} yet: run `make demo`"
@@ -187,14 +187,20 @@ def local_secrets(env: dict[str, str], folder: Path) -> dict[str, str]:
     return generated
 
 
-#: What `mlflow.set_experiment`/`start_run` export for child processes of one client.
-MLFLOW_RUN_CONTEXT = ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID")
+#: What `mlflow.set_experiment`/`start_run`/`set_registry_uri` export for child processes of one
+#: client; the stack's registry is its own tracking server.
+MLFLOW_RUN_CONTEXT = (
+    "MLFLOW_EXPERIMENT_ID",
+    "MLFLOW_EXPERIMENT_NAME",
+    "MLFLOW_RUN_ID",
+    "MLFLOW_REGISTRY_URI",
+)
 
 
 def stack_environment(root: Path, base: dict[str, str] | None = None) -> dict[str, str]:
     """One environment for every process of the stack: defaults < environment < secrets."""
     given = dict(os.environ if base is None else base)
-    for name in MLFLOW_RUN_CONTEXT:  # a caller's active experiment/run, meaningless to a new server
+    for name in MLFLOW_RUN_CONTEXT:  # a caller's experiment, run or registry: not this stack's
         given.pop(name, None)
     folder = root / run_dir(given)
     env = _defaults(root, folder) | given

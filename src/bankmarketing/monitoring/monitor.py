@@ -48,7 +48,7 @@ from bankmarketing.monitoring.drift import PREDICTION, TARGET, DriftSettings, Pe
 from bankmarketing.monitoring.missing import missing_by_column, missing_values_share
 from bankmarketing.monitoring.reference import REFERENCE_ARTIFACT, log_reference, reference_frame
 from bankmarketing.options import StageOptions, only_known
-from bankmarketing.registry import load_scorer
+from bankmarketing.registry import load_scorer, use_tracking_server
 from bankmarketing.training.train import xy
 
 log = logging.getLogger(__name__)
@@ -483,8 +483,7 @@ def monitor(settings: Settings, options: MonitorOptions, run_label: str) -> dict
             "Evidently is installed in the Mage environment only: run `make monitor` "
             "or .venv/mage/bin/bankmarketing monitor"
         )
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    client = MlflowClient(settings.tracking_uri)
+    client = use_tracking_server(settings.tracking_uri)
     if options.source == "batch":
         production = _version(client, settings.model_name, options.alias)
         periods = batch_periods(settings, production, options.periods)

@@ -8,11 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mlflow import MlflowClient
 from pydantic import Field
 
 from bankmarketing.config import Settings
 from bankmarketing.options import StageOptions
+from bankmarketing.registry import client_for
 from bankmarketing.serving.model_holder import ModelHolder
 
 REPO = Path(__file__).resolve().parents[3]
@@ -92,7 +92,7 @@ def pinned_requirements(model_requirements: str) -> str:
 
 def write_build_context(settings: Settings, target: Path, alias: str = "production") -> dict:
     """Model files, pinned requirements, the package wheel, Dockerfile; returns a summary."""
-    client = MlflowClient(settings.tracking_uri)
+    client = client_for(settings.tracking_uri)
     version = client.get_model_version_by_alias(settings.model_name, alias)
     staging = target.with_name(f".{target.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)

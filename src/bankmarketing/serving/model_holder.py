@@ -15,11 +15,10 @@ from pathlib import Path
 
 import mlflow.artifacts
 import mlflow.sklearn
-from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from bankmarketing.explanations import EXPLANATION_ARTIFACT
-from bankmarketing.registry import download_version, require_tracking_server
+from bankmarketing.registry import client_for, download_version, require_tracking_server
 from bankmarketing.scoring import Scorer
 
 log = logging.getLogger(__name__)
@@ -116,7 +115,7 @@ class ModelHolder:
         """Load the alias's version beside the current one; schedule the swap if it changed."""
         with self._lock:
             require_tracking_server(self.tracking_uri, timeout_s=3)  # fail fast, no long retries
-            client = MlflowClient(self.tracking_uri, registry_uri=self.tracking_uri)
+            client = client_for(self.tracking_uri)
             try:
                 version = client.get_model_version_by_alias(self.name, self.alias)
             except MlflowException as exc:
@@ -225,7 +224,7 @@ class ModelHolder:
         target = self._explanation_path(version)
         if target.is_file() or not run_id:
             return
-        client = MlflowClient(self.tracking_uri)
+        client = client_for(self.tracking_uri)
         if EXPLANATION_ARTIFACT not in {a.path for a in client.list_artifacts(run_id)}:
             return  # a model kind without contributions, or promoted before explanations existed
         with tempfile.TemporaryDirectory(dir=self.cache_dir) as folder:

@@ -32,6 +32,7 @@ from bankmarketing.registry import (
     log_training_identities,
     register_candidate,
     require_tracking_server,
+    use_tracking_server,
 )
 from bankmarketing.scoring import BACKGROUND_ATTRIBUTE, Scorer, single_row_ms
 from bankmarketing.scoring.shapley import BACKGROUND_ROWS
@@ -275,7 +276,7 @@ def train(settings: Settings, options: TrainOptions, manifest: dict | None = Non
     parts = {name: read_split(manifest, name) for name in ("train", "validation")}
     data = {name: xy(part) for name, part in parts.items()}
     require_tracking_server(settings.tracking_uri)
-    mlflow.set_tracking_uri(settings.tracking_uri)
+    use_tracking_server(settings.tracking_uri)
     mlflow.set_experiment(settings.experiment)
     common_tags = {
         "data_version": manifest["data_version"],
