@@ -11,16 +11,34 @@ from __future__ import annotations
 import argparse
 import sys
 
+import numpy as np
 import pandas as pd
 
 from bankmarketing.data.schema import FEATURES, MISSING
 
 
+def _missing_text(values: pd.Series) -> pd.Series:
+    """True where a value is NaN/None, or its text is `unknown` or blank once stripped."""
+    text = values.astype("string").str.strip()
+    return values.isna() | text.eq(MISSING).fillna(False) | text.eq("").fillna(False)
+
+
+def _missing_cells(column: pd.Series) -> np.ndarray:
+    """`_missing_text` of a column, decided once per distinct value: a number is missing only
+    when NaN, and a text column holds a few distinct values however long it is."""
+    if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype):
+        return column.isna().to_numpy()
+    try:
+        codes, distinct = pd.factorize(column, use_na_sentinel=True)
+    except TypeError:  # unhashable values: value by value
+        return _missing_text(column).to_numpy(dtype=bool)
+    missing = _missing_text(pd.Series(distinct, dtype=object)).to_numpy(dtype=bool)
+    return np.where(codes < 0, True, missing[np.maximum(codes, 0)]) if len(distinct) else codes < 0
+
+
 def missing_mask(frame: pd.DataFrame) -> pd.DataFrame:
     """True where an input cell is missing: `unknown`, NaN/None, or an empty string."""
-    cells = frame[list(FEATURES)]
-    text = cells.astype("string").apply(lambda column: column.str.strip())
-    return cells.isna() | text.eq(MISSING).fillna(False) | text.eq("").fillna(False)
+    return pd.DataFrame({column: _missing_cells(frame[column]) for column in FEATURES}, index=frame.index)
 
 
 def missing_by_column(frame: pd.DataFrame) -> list[dict]:

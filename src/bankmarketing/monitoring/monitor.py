@@ -5,6 +5,9 @@ A period is either a labelled batch of the prepared data (the season scenario: `
 Results are upserted by (model, version, period), so a rerun replaces rows, never adds.
 Where a challenger scored the same customers (its alias on batches; the log's shadow scores),
 the two versions are compared on the labelled ones (`monitoring_challenger`).
+
+The log is read in chunks and never held whole (`log_scan.py`): per (period, version) `monitor`
+keeps exact aggregates and a bounded sample (`aggregates.py`).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import datetime as dt
 import importlib.util
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Literal
 
@@ -40,12 +43,16 @@ from bankmarketing.database import (
     monitoring_fairness,
     monitoring_missing_values,
     monitoring_performance,
-    prediction_log,
-    prediction_outcome,
 )
 from bankmarketing.fairness import fairness_rows
+from bankmarketing.monitoring.aggregates import (
+    SAMPLE_ROWS,
+    exact_period_metrics,
+)
 from bankmarketing.monitoring.drift import PREDICTION, TARGET, DriftSettings, PeriodMetrics
+from bankmarketing.monitoring.log_scan import log_comparisons, log_periods, read_log, scan_log
 from bankmarketing.monitoring.missing import missing_by_column, missing_values_share
+from bankmarketing.monitoring.periods import Comparison, Period
 from bankmarketing.monitoring.reference import REFERENCE_ARTIFACT, log_reference, reference_frame
 from bankmarketing.options import StageOptions, only_known
 from bankmarketing.registry import load_scorer, use_tracking_server
@@ -57,7 +64,6 @@ log = logging.getLogger(__name__)
 #: reference window Dec 2007-May 2008 and each later month in 2008, so they sort in order.
 _REFERENCE_WINDOW = (dt.datetime(2007, 12, 1, tzinfo=dt.UTC), dt.datetime(2008, 6, 1, tzinfo=dt.UTC))
 BATCH_PERIODS = ("reference", "validation", "test", *LATER_MONTHS)
-GRANULARITY = {"hour": dt.timedelta(hours=1), "day": dt.timedelta(days=1), "week": dt.timedelta(weeks=1)}
 
 
 class MonitorOptions(StageOptions):
@@ -72,6 +78,12 @@ class MonitorOptions(StageOptions):
     until: dt.datetime | None = Field(None, description="log: end, exclusive (default: now)")
     granularity: Literal["hour", "day", "week"] = Field("day", description="log: length of a period")
     min_rows: int = Field(200, ge=1, description="periods with fewer rows are marked, not tested")
+    sample_rows: int = Field(
+        SAMPLE_ROWS,
+        ge=100,
+        description="log: a larger period's column drift and report run on a uniform sample of "
+        "this many rows; its counts, performance and the rule's statistic use every row",
+    )
     prediction_stattest: str = Field("wasserstein", description="Evidently stattest for the score")
     prediction_threshold: float = Field(0.1, gt=0, description="prediction drift alert threshold")
     dataset_drift_share: float = Field(0.5, gt=0, le=1, description="share of drifted columns = drift")
@@ -95,16 +107,10 @@ class MonitorOptions(StageOptions):
         return self
 
 
-@dataclass(frozen=True)
-class Period:
-    """One slice of current data for one model version."""
-
-    name: str
-    start: dt.datetime
-    end: dt.datetime
-    source: str
-    version: int
-    frame: pd.DataFrame  # raw features, `prediction`, and `target` where known
+def log_window(options: MonitorOptions) -> tuple[dt.datetime, dt.datetime]:
+    """The window's first instant and its exclusive end (default: the last 7 days)."""
+    until = options.until or dt.datetime.now(dt.UTC)
+    return options.since or until - dt.timedelta(days=7), until
 
 
 def load_reference(settings: Settings, version: ModelVersion) -> pd.DataFrame:
@@ -128,23 +134,6 @@ def _batch_dates(name: str) -> tuple[dt.datetime, dt.datetime]:
         return _REFERENCE_WINDOW
     month = 6 + LATER_MONTHS.index(name)
     return dt.datetime(2008, month, 1, tzinfo=dt.UTC), dt.datetime(2008, month + 1, 1, tzinfo=dt.UTC)
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """Production and challenger scores of the same customers in one period."""
-
-    name: str
-    start: dt.datetime
-    end: dt.datetime
-    source: str
-    production_version: int
-    challenger_version: int
-    features: pd.DataFrame  # the customers
-    target: np.ndarray  # 1/0 where the outcome is known, NaN elsewhere
-    production: np.ndarray
-    challenger: np.ndarray
-    served_share: float | None  # log: share of the customers the challenger answered for
 
 
 def batch_comparisons(
@@ -183,115 +172,56 @@ def batch_periods(settings: Settings, version: ModelVersion, names: list[str]) -
     return periods
 
 
-def _floor(moment: dt.datetime, granularity: str) -> dt.datetime:
-    moment = moment.astimezone(dt.UTC)
-    if granularity == "hour":
-        return moment.replace(minute=0, second=0, microsecond=0)
-    day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
-    return day - dt.timedelta(days=day.weekday()) if granularity == "week" else day
-
-
-def logged_predictions(settings: Settings, model_name: str, options: MonitorOptions) -> pd.DataFrame:
-    """The window's logged predictions with their outcome (where loaded) and period start."""
-    until = options.until or dt.datetime.now(dt.UTC)
-    since = options.since or until - dt.timedelta(days=7)
-    log_columns = ("at", "model_version", "score", "features", "arm", "shadow_version", "shadow_score")
-    query = (
-        sa.select(*(prediction_log.c[name] for name in log_columns), prediction_outcome.c.subscribed)
-        .select_from(
-            prediction_log.outerjoin(
-                prediction_outcome, prediction_outcome.c.request_id == prediction_log.c.request_id
-            )
-        )
-        .where(
-            (prediction_log.c.model_name == model_name)
-            & (prediction_log.c.at >= since)
-            & (prediction_log.c.at < until)
-        )
-    )
-    with engine_for(settings.platform_database_url).connect() as connection:
-        rows = connection.execute(query).all()
-    logged = pd.DataFrame(rows, columns=[*log_columns, "subscribed"]).rename(columns={"score": PREDICTION})
-    logged["at"] = pd.to_datetime(logged["at"], utc=True)
-    logged["start"] = [_floor(moment, options.granularity) for moment in logged["at"]]
-    logged[TARGET] = logged["subscribed"].map({True: 1.0, False: 0.0}).astype(float)
-    return logged
-
-
-def _period_name(start: dt.datetime, granularity: str) -> str:
-    return start.strftime("%Y-%m-%dT%H" if granularity == "hour" else "%Y-%m-%d")
-
-
-def log_periods(logged: pd.DataFrame, granularity: str) -> list[Period]:
-    """Slices of the prediction log per answering model version, with outcomes where known."""
-    periods = []
-    for (start, version), part in logged.groupby(["start", "model_version"], sort=True):
-        features = pd.DataFrame.from_records(part["features"].tolist(), columns=list(FEATURES))
-        frame = features.assign(**{PREDICTION: part[PREDICTION].to_numpy()})
-        if part[TARGET].notna().any():  # outcomes known so far; the rest stay empty
-            frame[TARGET] = part[TARGET].to_numpy()
-        start = start.to_pydatetime()
-        name = _period_name(start, granularity)
-        periods.append(Period(name, start, start + GRANULARITY[granularity], "log", int(version), frame))
-    return periods
-
-
-def log_comparisons(logged: pd.DataFrame, granularity: str) -> list[Comparison]:
-    """Per period, production's and the challenger's scores of the customers both scored."""
-    paired = logged[logged["shadow_version"].notna()].copy()
-    if paired.empty:
-        return []
-    by_challenger = (paired["arm"] == "challenger").to_numpy()
-    served, shadow = paired["model_version"].to_numpy(), paired["shadow_version"].to_numpy(dtype=int)
-    scores, shadow_scores = paired[PREDICTION].to_numpy(), paired["shadow_score"].to_numpy(dtype=float)
-    paired["production_version"] = np.where(by_challenger, shadow, served)
-    paired["challenger_version"] = np.where(by_challenger, served, shadow)
-    paired["production"] = np.where(by_challenger, shadow_scores, scores)
-    paired["challenger"] = np.where(by_challenger, scores, shadow_scores)
-    paired["by_challenger"] = by_challenger
-    comparisons = []
-    keys = ["start", "production_version", "challenger_version"]
-    for (start, production, challenger), part in paired.groupby(keys, sort=True):
-        start = start.to_pydatetime()
-        comparisons.append(
-            Comparison(
-                _period_name(start, granularity),
-                start,
-                start + GRANULARITY[granularity],
-                "log",
-                int(production),
-                int(challenger),
-                pd.DataFrame.from_records(part["features"].tolist(), columns=list(FEATURES)),
-                part[TARGET].to_numpy(),
-                part["production"].to_numpy(),
-                part["challenger"].to_numpy(),
-                float(part["by_challenger"].mean()),
-            )
-        )
-    return comparisons
-
-
 def measure(
     period: Period, reference: pd.DataFrame, threshold: float, options: MonitorOptions, report_dir: Path
 ) -> PeriodMetrics:
-    """Evidently metrics of a period; a period below `min_rows` gets counts only, no tests."""
+    """Evidently metrics of a period; a period below `min_rows` gets counts only, no tests.
+
+    A log period larger than its sample: Evidently's column drift and the report come from the
+    sample; rows, missing values, the score's drift and PSI, performance and fairness from the
+    whole period's aggregates (`aggregates.exact_period_metrics`).
+    """
     from bankmarketing.monitoring.drift import live_performance, period_metrics
 
-    if len(period.frame) < options.min_rows:
-        missing = missing_by_column(period.frame)
-        metrics = PeriodMetrics(
-            rows=len(period.frame),
-            missing_values_share=missing_values_share(period.frame, missing),
-            missing_by_column=missing,
-            performance=live_performance(period.frame, threshold),
-        )
+    aggregate = period.aggregate
+    sampled = aggregate is not None and aggregate.rows > len(period.frame)
+    rows = aggregate.rows if sampled else len(period.frame)
+    if rows < options.min_rows:
+        if sampled:
+            metrics = PeriodMetrics(
+                rows=rows,
+                missing_values_share=aggregate.missing_values_share(),
+                missing_by_column=aggregate.missing_by_column(),
+                performance=aggregate.performance(),
+            )
+        else:
+            missing = missing_by_column(period.frame)
+            metrics = PeriodMetrics(
+                rows=len(period.frame),
+                missing_values_share=missing_values_share(period.frame, missing),
+                missing_by_column=missing,
+                performance=live_performance(period.frame, threshold),
+            )
     else:
         settings = DriftSettings(
             options.prediction_stattest, options.prediction_threshold, options.dataset_drift_share
         )
         report = report_dir / f"{period.name}.html"
         metrics = period_metrics(reference, period.frame, threshold, settings, report)
-    metrics.fairness = labelled_fairness(period.frame, threshold)
+        if sampled:
+            on_sample = metrics.prediction_drift_score
+            metrics = exact_period_metrics(metrics, aggregate, reference[PREDICTION].to_numpy(), settings)
+            log.info(
+                "period %s v%s: %d rows, sample of %d (its %s %.4f, the whole period's %.4f)",
+                period.name,
+                period.version,
+                rows,
+                len(period.frame),
+                options.prediction_stattest,
+                on_sample,
+                metrics.prediction_drift_score,
+            )
+    metrics.fairness = aggregate.fairness_rows() if sampled else labelled_fairness(period.frame, threshold)
     return metrics
 
 
@@ -418,7 +348,7 @@ def store_comparison(
         "period_end": comparison.end,
         "computed_at": dt.datetime.now(dt.UTC),
         "source": comparison.source,
-        "scored_rows": len(comparison.target),
+        "scored_rows": len(comparison.target) if comparison.scored_rows is None else comparison.scored_rows,
         "challenger_served_share": comparison.served_share,
         **measured,
     }
@@ -490,9 +420,19 @@ def monitor(settings: Settings, options: MonitorOptions, run_label: str) -> dict
         challenger = _challenger(client, settings.model_name, options.challenger_alias, production)
         comparisons = batch_comparisons(settings, challenger, periods) if challenger else []
     else:
-        logged = logged_predictions(settings, settings.model_name, options)
-        periods = log_periods(logged, options.granularity)
-        comparisons = log_comparisons(logged, options.granularity)
+        thresholds_of: dict[int, float] = {}
+
+        def threshold_of(number: int) -> float:
+            if number not in thresholds_of:
+                version = client.get_model_version(settings.model_name, str(number))
+                thresholds_of[number] = float(version.tags["threshold"])
+            return thresholds_of[number]
+
+        since, until = log_window(options)
+        chunks = read_log(settings, settings.model_name, since, until, options.granularity)
+        scan = scan_log(chunks, threshold_of, options.sample_rows)
+        periods = log_periods(scan, options.granularity)
+        comparisons = log_comparisons(scan, options.granularity)
         if not periods:
             log.warning("no predictions of %s logged in the window", settings.model_name)
     references: dict[int, tuple[pd.DataFrame, float]] = {}
