@@ -87,3 +87,34 @@ def test_processes_opening_a_new_database_together_do_not_race(tmp_path):
     errors = [p.communicate()[1].decode() for p in processes]
     assert [p.returncode for p in processes] == [0] * 6, errors
     assert _schema_differences(sa.create_engine(url)) == []
+
+
+def test_on_sqlite_a_write_commits_while_a_long_read_of_the_log_is_open(tmp_path):
+    """`monitor` streams a day of the log for a minute; the receiver's bookkeeping and the
+    predictor's log must still commit meanwhile (they wait at most their busy timeout)."""
+    url = f"sqlite:///{tmp_path / 'platform.db'}"
+    engine = engine_for(url)
+    rows = [
+        {
+            "request_id": f"r{i}",
+            "at": dt.datetime(2026, 11, 2, tzinfo=dt.UTC),
+            "model_name": "m",
+            "model_version": 1,
+            "score": 0.5,
+            "decision": True,
+            "features": {},
+        }
+        for i in range(500)
+    ]
+    with engine.begin() as connection:
+        connection.execute(sa.insert(database.prediction_log), rows)
+    impatient = sa.create_engine(url, connect_args={"timeout": 0.5})  # fails fast when locked
+    with engine.connect() as reader:
+        scan = reader.execution_options(stream_results=True).execute(sa.select(database.prediction_log))
+        assert len(scan.fetchmany(10)) == 10  # the read is under way and holds its snapshot
+        with impatient.begin() as writer:
+            writer.execute(sa.insert(database.prediction_log), [rows[0] | {"request_id": "late"}])
+        assert len(scan.fetchall()) == 490  # the read's snapshot: without the late row
+    with engine.connect() as connection:
+        count = sa.select(sa.func.count()).select_from(database.prediction_log)
+        assert connection.execute(count).scalar() == 501

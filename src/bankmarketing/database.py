@@ -321,11 +321,19 @@ def migrate(engine: sa.Engine, revision: str = "head") -> None:
         command.upgrade(config, revision)
 
 
+def _write_ahead_log(dbapi_connection, _record) -> None:
+    """SQLite in WAL mode: a long read (`monitor` scanning a day of the log) no longer holds
+    off every writer (the predictor's log, the receiver's bookkeeping) until it ends."""
+    dbapi_connection.execute("PRAGMA journal_mode=WAL")
+
+
 @lru_cache(maxsize=8)
 def engine_for(url: str) -> sa.Engine:
-    """One engine per URL, its database upgraded to the newest schema."""
+    """One engine per URL, its database upgraded to the newest schema (SQLite: in WAL mode)."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        sa.event.listen(engine, "connect", _write_ahead_log)
     migrate(engine)
     return engine
