@@ -10,9 +10,9 @@ from pathlib import Path
 DATA_PATH_VARIABLE = "BANK_DATA_PATH"
 
 
-def _env(name: str, default: str) -> str:
-    value = os.environ.get(name, "").strip()
-    return value or default
+def env(name: str, default: str) -> str:
+    """The variable's value, stripped; `default` when it is unset or blank."""
+    return os.environ.get(name, "").strip() or default
 
 
 #: Values that mean "nobody set this": never accepted as a credential.
@@ -77,15 +77,15 @@ class Settings:
         data_path = os.environ.get(DATA_PATH_VARIABLE, "").strip()
         return cls(
             data_path=Path(data_path) if data_path else None,
-            data_dir=Path(_env("BANK_DATA_DIR", "data")),
-            data_url=_env("BANK_DATA_URL", "https://archive.ics.uci.edu/static/public/222/data.csv"),
-            tracking_uri=_env("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000"),
-            model_name=_env("MODEL_NAME", "bank-term-deposit"),
-            experiment=_env("MLFLOW_EXPERIMENT", "bank-term-deposit"),
+            data_dir=Path(env("BANK_DATA_DIR", "data")),
+            data_url=env("BANK_DATA_URL", "https://archive.ics.uci.edu/static/public/222/data.csv"),
+            tracking_uri=env("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000"),
+            model_name=env("MODEL_NAME", "bank-term-deposit"),
+            experiment=env("MLFLOW_EXPERIMENT", "bank-term-deposit"),
             database_url=os.environ.get("DATABASE_URL", "").strip() or None,
-            mlflow_dir=Path(_env("MLFLOW_DIR", "mlruns")),
+            mlflow_dir=Path(env("MLFLOW_DIR", "mlruns")),
             alert_receiver_url=os.environ.get("ALERT_RECEIVER_URL", "").strip() or None,
             alert_receiver_token=os.environ.get("ALERT_RECEIVER_TOKEN", "").strip() or None,
             alert_receiver_hmac_secret=os.environ.get("ALERT_RECEIVER_HMAC_SECRET", "").strip() or None,
-            require_approval=_env("DEPLOY_REQUIRE_APPROVAL", "false").lower() in ("1", "true", "yes"),
+            require_approval=env("DEPLOY_REQUIRE_APPROVAL", "false").lower() in ("1", "true", "yes"),
         )

@@ -13,11 +13,8 @@ from bankmarketing.config import (  # noqa: F401  (re-exported: the receiver's A
     PLACEHOLDERS,
     ConfigurationError,
     check_credential,
+    env,
 )
-
-
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, "").strip() or default
 
 
 def _optional(name: str) -> str | None:
@@ -29,7 +26,7 @@ def _mage_database_url() -> str:
     given = _optional("MAGE_DATABASE_CONNECTION_URL")
     if given:
         return given
-    data_dir = Path(_env("MAGE_DATA_DIR", ".mage_data")).expanduser().resolve()
+    data_dir = Path(env("MAGE_DATA_DIR", ".mage_data")).expanduser().resolve()
     return f"sqlite:///{data_dir / 'mlops' / 'mage-ai.db'}"
 
 
@@ -65,22 +62,22 @@ class AlertReceiverConfig:
         return cls(
             token=_optional("ALERT_RECEIVER_TOKEN"),
             hmac_secret=_optional("ALERT_RECEIVER_HMAC_SECRET"),
-            hmac_header=_env("ALERT_RECEIVER_HMAC_HEADER", cls.hmac_header),
-            hmac_timestamp_header=_env("ALERT_RECEIVER_HMAC_TIMESTAMP_HEADER", cls.hmac_timestamp_header),
-            max_skew_s=float(_env("ALERT_RECEIVER_MAX_SKEW_SECONDS", "300")),
+            hmac_header=env("ALERT_RECEIVER_HMAC_HEADER", cls.hmac_header),
+            hmac_timestamp_header=env("ALERT_RECEIVER_HMAC_TIMESTAMP_HEADER", cls.hmac_timestamp_header),
+            max_skew_s=float(env("ALERT_RECEIVER_MAX_SKEW_SECONDS", "300")),
             admin_token=_optional("ALERT_RECEIVER_ADMIN_TOKEN"),
-            max_body_bytes=int(_env("ALERT_RECEIVER_MAX_BODY_BYTES", str(1024 * 1024))),
-            body_timeout_s=float(_env("ALERT_RECEIVER_BODY_TIMEOUT_SECONDS", str(BODY_SECONDS))),
-            drain_max_bytes=int(_env("ALERT_RECEIVER_DRAIN_MAX_BYTES", str(BODY_DRAIN_BYTES))),
-            cooldown_s=float(_env("RETRAIN_COOLDOWN_SECONDS", "3600")),
-            max_runtime_s=float(_env("RETRAIN_MAX_RUNTIME_SECONDS", "7200")),
-            mage_api_url=_env("MAGE_API_URL", cls.mage_api_url).rstrip("/"),
+            max_body_bytes=int(env("ALERT_RECEIVER_MAX_BODY_BYTES", str(1024 * 1024))),
+            body_timeout_s=float(env("ALERT_RECEIVER_BODY_TIMEOUT_SECONDS", str(BODY_SECONDS))),
+            drain_max_bytes=int(env("ALERT_RECEIVER_DRAIN_MAX_BYTES", str(BODY_DRAIN_BYTES))),
+            cooldown_s=float(env("RETRAIN_COOLDOWN_SECONDS", "3600")),
+            max_runtime_s=float(env("RETRAIN_MAX_RUNTIME_SECONDS", "7200")),
+            mage_api_url=env("MAGE_API_URL", cls.mage_api_url).rstrip("/"),
             mage_token=_optional("MAGE_RETRAIN_TRIGGER_TOKEN"),
             mage_schedule_id=int(schedule_id) if schedule_id else None,
             mage_database_url=_mage_database_url(),
-            trigger_attempts=int(_env("MAGE_TRIGGER_ATTEMPTS", "3")),
-            trigger_backoff_s=float(_env("MAGE_TRIGGER_BACKOFF_SECONDS", "1")),
-            trigger_timeout_s=float(_env("MAGE_TRIGGER_TIMEOUT_SECONDS", "10")),
+            trigger_attempts=int(env("MAGE_TRIGGER_ATTEMPTS", "3")),
+            trigger_backoff_s=float(env("MAGE_TRIGGER_BACKOFF_SECONDS", "1")),
+            trigger_timeout_s=float(env("MAGE_TRIGGER_TIMEOUT_SECONDS", "10")),
         )
 
     def validate(self) -> AlertReceiverConfig:

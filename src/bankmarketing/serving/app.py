@@ -30,6 +30,7 @@ from bankmarketing.config import (
     ConfigurationError,
     Settings,
     check_credential,
+    env,
 )
 from bankmarketing.monitoring.outcomes import repeated_request_ids, store_outcomes
 from bankmarketing.scoring import ExplanationUnavailable
@@ -47,10 +48,6 @@ from bankmarketing.serving.schemas import (
 from bankmarketing.web import install_json_errors, json_error, limit_bodies
 
 log = logging.getLogger(__name__)
-
-
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, "").strip() or default
 
 
 def _share(text: str) -> float:
@@ -108,25 +105,25 @@ class ServingConfig:
     @classmethod
     def from_env(cls) -> ServingConfig:
         return cls(
-            alias=_env("PREDICTOR_MODEL_ALIAS", "production"),
-            cache_dir=Path(_env("PREDICTOR_CACHE_DIR", ".run/predictor-cache")),
-            poll_s=float(_env("PREDICTOR_POLL_SECONDS", "30")),
-            switch_delay_s=float(_env("PREDICTOR_SWITCH_DELAY_SECONDS", "5")),
+            alias=env("PREDICTOR_MODEL_ALIAS", "production"),
+            cache_dir=Path(env("PREDICTOR_CACHE_DIR", ".run/predictor-cache")),
+            poll_s=float(env("PREDICTOR_POLL_SECONDS", "30")),
+            switch_delay_s=float(env("PREDICTOR_SWITCH_DELAY_SECONDS", "5")),
             admin_token=os.environ.get("PREDICTOR_ADMIN_TOKEN") or None,
             api_key=os.environ.get("PREDICTOR_API_KEY") or None,
-            max_batch=int(_env("PREDICTOR_MAX_BATCH", "1000")),
-            max_body_bytes=int(_env("PREDICTOR_MAX_BODY_BYTES", str(2 * 1024 * 1024))),
-            body_timeout_s=float(_env("PREDICTOR_BODY_TIMEOUT_SECONDS", str(BODY_SECONDS))),
-            drain_max_bytes=int(_env("PREDICTOR_DRAIN_MAX_BYTES", str(BODY_DRAIN_BYTES))),
-            log_predictions=_env("PREDICTOR_LOG_PREDICTIONS", "true").lower() != "false",
-            log_memory_rows=int(_env("PREDICTOR_LOG_MEMORY_ROWS", "100000")),
-            log_spill_dir=Path(_env("PREDICTOR_LOG_SPILL_DIR", ""))
-            if _env("PREDICTOR_LOG_SPILL_DIR", "")
+            max_batch=int(env("PREDICTOR_MAX_BATCH", "1000")),
+            max_body_bytes=int(env("PREDICTOR_MAX_BODY_BYTES", str(2 * 1024 * 1024))),
+            body_timeout_s=float(env("PREDICTOR_BODY_TIMEOUT_SECONDS", str(BODY_SECONDS))),
+            drain_max_bytes=int(env("PREDICTOR_DRAIN_MAX_BYTES", str(BODY_DRAIN_BYTES))),
+            log_predictions=env("PREDICTOR_LOG_PREDICTIONS", "true").lower() != "false",
+            log_memory_rows=int(env("PREDICTOR_LOG_MEMORY_ROWS", "100000")),
+            log_spill_dir=Path(env("PREDICTOR_LOG_SPILL_DIR", ""))
+            if env("PREDICTOR_LOG_SPILL_DIR", "")
             else None,
-            log_spill_max_bytes=int(float(_env("PREDICTOR_LOG_SPILL_MAX_MB", "1024")) * 1024 * 1024),
-            challenger_mode=_env("PREDICTOR_CHALLENGER_MODE", "off").lower(),
-            challenger_alias=_env("PREDICTOR_CHALLENGER_ALIAS", CHALLENGER),
-            challenger_share=_share(_env("PREDICTOR_CHALLENGER_SHARE", "0.1")),
+            log_spill_max_bytes=int(float(env("PREDICTOR_LOG_SPILL_MAX_MB", "1024")) * 1024 * 1024),
+            challenger_mode=env("PREDICTOR_CHALLENGER_MODE", "off").lower(),
+            challenger_alias=env("PREDICTOR_CHALLENGER_ALIAS", CHALLENGER),
+            challenger_share=_share(env("PREDICTOR_CHALLENGER_SHARE", "0.1")),
         )
 
 
