@@ -8,8 +8,9 @@ import mlflow
 import pytest
 from mlflow.exceptions import MlflowException
 
+from bankmarketing.data import DataError
 from bankmarketing.data.prepare import PrepareOptions, prepare
-from bankmarketing.registry import COMPLETE_TAG, client_for
+from bankmarketing.registry import COMPLETE_TAG, client_for, required_version, version_behind
 from bankmarketing.training.train import TrainOptions, train
 from tests.conftest import registry_globals, settings_for, tracking_globals
 
@@ -49,3 +50,15 @@ def test_train_registers_on_its_tracking_server_beside_another_registry(
 def test_a_client_for_a_server_never_reads_another_registry(foreign_registry, mlflow_server):
     with pytest.raises(MlflowException, match="not found"):
         client_for(mlflow_server.uri).get_registered_model(f"absent-{uuid.uuid4().hex[:6]}")
+
+
+def test_a_missing_alias_is_none_or_an_error_naming_the_model_and_the_fix(mlflow_server, monkeypatch):
+    client = client_for(mlflow_server.uri)
+    name = f"absent-{uuid.uuid4().hex[:6]}"
+    assert version_behind(client, name, "production") is None
+    expected = f"model '{name}' has no version with alias 'production': run the deploy pipeline"
+    with pytest.raises(DataError, match=expected):
+        required_version(client, name, "production")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with pytest.raises(MlflowException, match="127.0.0.1:9"):  # an outage is not "no version"
+        version_behind(client_for(ELSEWHERE), name, "production")

@@ -25,7 +25,7 @@ from bankmarketing.data import DataError
 from bankmarketing.data.schema import CATEGORIES, FEATURES, MISSING, RANGES, build_schema
 from bankmarketing.explanations import top_reasons
 from bankmarketing.options import StageOptions
-from bankmarketing.registry import client_for, load_scorer
+from bankmarketing.registry import client_for, load_scorer, required_version
 from bankmarketing.scoring import ExplanationUnavailable
 from bankmarketing.targeting import plan_campaign
 
@@ -246,7 +246,7 @@ def score_file(settings: Settings, options: BatchOptions) -> dict:
         raise DataError(f"{target}: the output must end in .csv or .parquet")
     started = time.monotonic()
     client = client_for(settings.tracking_uri)
-    version = client.get_model_version_by_alias(settings.model_name, options.alias)
+    version = required_version(client, settings.model_name, options.alias)
     if options.engine == "spark":
         return score_file_with_spark(settings, options, version.version, float(version.tags["threshold"]))
     scorer = load_scorer(settings.tracking_uri, settings.model_name, version.version)

@@ -28,7 +28,7 @@ from bankmarketing.explanations import EXPLANATION_ARTIFACT, global_explanation
 from bankmarketing.fairness import GAP_MEASURES, fairness_gaps, fairness_rows, largest_gap
 from bankmarketing.model_card import model_card
 from bankmarketing.options import StageOptions
-from bankmarketing.registry import COMPLETE_TAG, client_for, load_pipeline
+from bankmarketing.registry import COMPLETE_TAG, client_for, load_pipeline, version_behind
 from bankmarketing.scoring import ExplanationUnavailable, Scorer
 from bankmarketing.training.evaluation import (
     bootstrap_difference_sd,
@@ -131,13 +131,6 @@ class Decision:
     candidate_value: float | None  # the metric on the evaluation set (None: too small to measure)
     production_value: float | None
     reason: str
-
-
-def _alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
-    try:
-        return client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
 
 
 def training_run_finished(client: MlflowClient, run_id: str | None) -> bool:
@@ -269,7 +262,7 @@ def promote_best(settings: Settings, options: DeployOptions, staged: list[str]) 
     X, y = xy(test)
     candidate_scores = candidate.predict_proba(X)[:, 1]
     candidate_metrics = classification_metrics(y, candidate_scores, float(best.tags["threshold"]))
-    current = _alias_version(client, name, PRODUCTION)
+    current = version_behind(client, name, PRODUCTION)
     gaps = fairness_gaps(fairness_rows(test, y, candidate_scores, float(best.tags["threshold"])))
     judged = evaluation_set(settings, best, current if current and current.version != best.version else None)
     decided = _decide(best, candidate, current, judged, options, settings.tracking_uri)
@@ -326,7 +319,7 @@ def promote_best(settings: Settings, options: DeployOptions, staged: list[str]) 
         client.log_text(best.run_id, card, "model_card.md")
         client.update_model_version(name, best.version, description=card)
     log.info("deploy %s: %s", decision.action, decision.reason)
-    production, challenger = (_alias_version(client, name, alias) for alias in (PRODUCTION, CHALLENGER))
+    production, challenger = (version_behind(client, name, alias) for alias in (PRODUCTION, CHALLENGER))
     return {
         "action": decision.action,
         "reason": decision.reason,
@@ -493,7 +486,7 @@ def approve(settings: Settings, options: ApproveOptions) -> dict:
     since the gate compared them (deploy again)."""
     client = client_for(settings.tracking_uri)
     name, version = settings.model_name, str(options.version)
-    pending, current = _alias_version(client, name, PENDING), _alias_version(client, name, PRODUCTION)
+    pending, current = version_behind(client, name, PENDING), version_behind(client, name, PRODUCTION)
     if pending is None or pending.version != version:
         waiting = f"v{pending.version} is" if pending else "no version is"
         raise DataError(f"version {version} of {name!r} is not waiting for approval ({waiting})")
@@ -528,8 +521,8 @@ def rollback(settings: Settings, options: RollbackOptions) -> dict:
     triggered_by = options.triggered_by
     client = client_for(settings.tracking_uri)
     name = settings.model_name
-    current = _alias_version(client, name, PRODUCTION)
-    target = _alias_version(client, name, PREVIOUS)
+    current = version_behind(client, name, PRODUCTION)
+    target = version_behind(client, name, PREVIOUS)
     if current is None or target is None:
         raise DataError(
             f"nothing to roll back to: model {name!r} has no "
@@ -566,8 +559,8 @@ def manage_challenger(settings: Settings, options: ChallengerOptions) -> dict:
     """Show the challenger, promote it through the same gate as `deploy`, or withdraw it."""
     client = client_for(settings.tracking_uri)
     name = settings.model_name
-    challenger = _alias_version(client, name, CHALLENGER)
-    production = _alias_version(client, name, PRODUCTION)
+    challenger = version_behind(client, name, CHALLENGER)
+    production = version_behind(client, name, PRODUCTION)
     summary = {
         "challenger": challenger.version if challenger else None,
         "production": production.version if production else None,

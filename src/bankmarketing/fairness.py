@@ -18,7 +18,7 @@ from bankmarketing.config import Settings
 from bankmarketing.data.prepare import prepared_manifest, read_split
 from bankmarketing.data.schema import FEATURES, TARGET
 from bankmarketing.options import StageOptions
-from bankmarketing.registry import client_for, load_scorer
+from bankmarketing.registry import client_for, load_scorer, required_version
 
 AGE_BANDS = [17, 25, 35, 45, 55, 65, 120]
 AGE_LABELS = ["18-25", "26-35", "36-45", "46-55", "56-65", "66+"]
@@ -130,7 +130,7 @@ class FairnessOptions(StageOptions):
 def fairness_report(settings: Settings, options: FairnessOptions) -> dict:
     """The version's gaps per split (each measure, each dimension); a chart if asked for."""
     client = client_for(settings.tracking_uri)
-    version = client.get_model_version_by_alias(settings.model_name, options.alias)
+    version = required_version(client, settings.model_name, options.alias)
     manifest = prepared_manifest(settings, version.tags["prepared_id"])
     scorer = load_scorer(settings.tracking_uri, version.name, version.version)
     threshold = float(version.tags["threshold"])

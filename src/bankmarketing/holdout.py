@@ -12,7 +12,7 @@ from bankmarketing.config import Settings
 from bankmarketing.data.prepare import prepared_manifest, read_split
 from bankmarketing.database import METRIC_COLUMNS, engine_for, model_evaluation
 from bankmarketing.options import StageOptions
-from bankmarketing.registry import client_for, load_scorer, use_tracking_server
+from bankmarketing.registry import client_for, load_scorer, required_version, use_tracking_server
 from bankmarketing.training.evaluation import classification_metrics
 from bankmarketing.training.train import xy
 
@@ -32,7 +32,7 @@ def evaluate_split(settings: Settings, options: TestOptions) -> dict:
     Logged as an MLflow run and upserted into `model_evaluation` (a rerun replaces its row).
     """
     client = client_for(settings.tracking_uri)
-    version = client.get_model_version_by_alias(settings.model_name, options.alias)
+    version = required_version(client, settings.model_name, options.alias)
     manifest = prepared_manifest(settings, version.tags["prepared_id"])
     X, y = xy(read_split(manifest, options.split))
     scorer = load_scorer(settings.tracking_uri, version.name, version.version)

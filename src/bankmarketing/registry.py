@@ -12,8 +12,10 @@ import mlflow.sklearn
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
 
 from bankmarketing.config import Settings
+from bankmarketing.data import DataError
 from bankmarketing.data.identity import ROW_ID, identity_digest
 from bankmarketing.scoring import Scorer
 
@@ -37,6 +39,32 @@ def use_tracking_server(tracking_uri: str) -> MlflowClient:
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     return client_for(tracking_uri)
+
+
+def alias_not_found(exc: MlflowException) -> bool:
+    """MLflow's answer for an alias (or model) the registry does not have."""
+    return exc.error_code == "RESOURCE_DOES_NOT_EXIST" or (
+        exc.error_code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc)
+    )
+
+
+def version_behind(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    """The version `alias` points at; None when the model or the alias does not exist (any other
+    registry error, an unreachable server included, is raised)."""
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if alias_not_found(exc):
+            return None
+        raise
+
+
+def required_version(client: MlflowClient, name: str, alias: str) -> ModelVersion:
+    """`version_behind`, or a DataError that names the model and alias and what to run."""
+    version = version_behind(client, name, alias)
+    if version is None:
+        raise DataError(f"model {name!r} has no version with alias {alias!r}: run the deploy pipeline")
+    return version
 
 
 class IdentitiesUnknown(LookupError):

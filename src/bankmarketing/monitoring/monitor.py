@@ -55,7 +55,7 @@ from bankmarketing.monitoring.missing import missing_by_column, missing_values_s
 from bankmarketing.monitoring.periods import Comparison, Period
 from bankmarketing.monitoring.reference import REFERENCE_ARTIFACT, log_reference, reference_frame
 from bankmarketing.options import StageOptions, only_known
-from bankmarketing.registry import load_scorer, use_tracking_server
+from bankmarketing.registry import load_scorer, required_version, use_tracking_server, version_behind
 from bankmarketing.training.train import xy
 
 log = logging.getLogger(__name__)
@@ -386,24 +386,10 @@ def drift_rule(records: list[dict], threshold: float) -> dict | None:
     return newest if newest and newest["prediction_drift_score"] > threshold else None
 
 
-def _version(client: MlflowClient, name: str, alias: str) -> ModelVersion:
-    try:
-        return client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        raise DataError(
-            f"model {name!r} has no version with alias {alias!r}: run the deploy pipeline"
-        ) from None
-
-
 def _challenger(client: MlflowClient, name: str, alias: str, production: ModelVersion) -> ModelVersion | None:
     """The alias's version when it exists and is not production's."""
-    if not alias:
-        return None
-    try:
-        version = client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
-    return version if version.version != production.version else None
+    version = version_behind(client, name, alias) if alias else None
+    return version if version is not None and version.version != production.version else None
 
 
 def monitor(settings: Settings, options: MonitorOptions, run_label: str) -> dict:
@@ -415,7 +401,7 @@ def monitor(settings: Settings, options: MonitorOptions, run_label: str) -> dict
         )
     client = use_tracking_server(settings.tracking_uri)
     if options.source == "batch":
-        production = _version(client, settings.model_name, options.alias)
+        production = required_version(client, settings.model_name, options.alias)
         periods = batch_periods(settings, production, options.periods)
         challenger = _challenger(client, settings.model_name, options.challenger_alias, production)
         comparisons = batch_comparisons(settings, challenger, periods) if challenger else []

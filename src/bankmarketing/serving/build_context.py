@@ -12,7 +12,7 @@ from pydantic import Field
 
 from bankmarketing.config import Settings
 from bankmarketing.options import StageOptions
-from bankmarketing.registry import client_for
+from bankmarketing.registry import client_for, required_version
 from bankmarketing.serving.model_holder import ModelHolder
 
 REPO = Path(__file__).resolve().parents[3]
@@ -93,7 +93,7 @@ def pinned_requirements(model_requirements: str) -> str:
 def write_build_context(settings: Settings, target: Path, alias: str = "production") -> dict:
     """Model files, pinned requirements, the package wheel, Dockerfile; returns a summary."""
     client = client_for(settings.tracking_uri)
-    version = client.get_model_version_by_alias(settings.model_name, alias)
+    version = required_version(client, settings.model_name, alias)
     staging = target.with_name(f".{target.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)

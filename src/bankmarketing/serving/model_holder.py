@@ -18,7 +18,7 @@ import mlflow.sklearn
 from mlflow.exceptions import MlflowException
 
 from bankmarketing.explanations import EXPLANATION_ARTIFACT
-from bankmarketing.registry import client_for, download_version, require_tracking_server
+from bankmarketing.registry import alias_not_found, client_for, download_version, require_tracking_server
 from bankmarketing.scoring import Scorer
 
 log = logging.getLogger(__name__)
@@ -44,13 +44,6 @@ class LoadedModel:
 SWITCH_FILE = "switch.json"
 #: How often a worker looks at that file (a stat) between registry polls.
 SWITCH_CHECK_S = 0.25
-
-
-def _alias_not_found(exc: MlflowException) -> bool:
-    """MLflow's answer for an alias (or model) the registry does not have."""
-    return exc.error_code == "RESOURCE_DOES_NOT_EXIST" or (
-        exc.error_code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc)
-    )
 
 
 class ModelHolder:
@@ -119,7 +112,7 @@ class ModelHolder:
             try:
                 version = client.get_model_version_by_alias(self.name, self.alias)
             except MlflowException as exc:
-                if not (self.optional and _alias_not_found(exc)):
+                if not (self.optional and alias_not_found(exc)):
                     raise
                 return self._drop()
             self.registry_error = None
