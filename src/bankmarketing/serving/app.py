@@ -39,6 +39,7 @@ from bankmarketing.serving.openapi import openapi_document
 from bankmarketing.serving.prediction_log import PredictionLog
 from bankmarketing.serving.predictor import NoModelLoaded, Predictor
 from bankmarketing.serving.schemas import (
+    DEFAULT_MAX_BATCH,
     BatchRequest,
     OutcomesRequest,
     PredictRequest,
@@ -72,7 +73,7 @@ class ServingConfig:
     admin_token: str | None = None
     #: With a key, /predict and /predict/batch answer only requests that send it (X-API-Key).
     api_key: str | None = None
-    max_batch: int = 1_000
+    max_batch: int = DEFAULT_MAX_BATCH
     max_body_bytes: int = 2 * 1024 * 1024
     #: A body is read within this many seconds (else 408); what a handler left unread is drained
     #: after the answer, up to this many bytes (see docs/serving.md, "Oversize and slow bodies").
@@ -111,7 +112,7 @@ class ServingConfig:
             switch_delay_s=float(env("PREDICTOR_SWITCH_DELAY_SECONDS", "5")),
             admin_token=os.environ.get("PREDICTOR_ADMIN_TOKEN") or None,
             api_key=os.environ.get("PREDICTOR_API_KEY") or None,
-            max_batch=int(env("PREDICTOR_MAX_BATCH", "1000")),
+            max_batch=int(env("PREDICTOR_MAX_BATCH", str(DEFAULT_MAX_BATCH))),
             max_body_bytes=int(env("PREDICTOR_MAX_BODY_BYTES", str(2 * 1024 * 1024))),
             body_timeout_s=float(env("PREDICTOR_BODY_TIMEOUT_SECONDS", str(BODY_SECONDS))),
             drain_max_bytes=int(env("PREDICTOR_DRAIN_MAX_BYTES", str(BODY_DRAIN_BYTES))),

@@ -57,6 +57,10 @@ class PredictRequest(BaseModel):
     )
 
 
+#: Customers (or outcomes) per request unless PREDICTOR_MAX_BATCH says otherwise.
+DEFAULT_MAX_BATCH = 1_000
+
+
 class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
