@@ -21,7 +21,7 @@ from pydantic import Field
 from bankmarketing.challenger import CHALLENGER, plot_comparisons, stored_comparisons
 from bankmarketing.config import Settings
 from bankmarketing.data import DataError
-from bankmarketing.data.prepare import read_prepared_split
+from bankmarketing.data.prepare import read_prepared_split, xy
 from bankmarketing.database import deployment_audit, engine_for
 from bankmarketing.evaluation_set import EvaluationSet, evaluation_set
 from bankmarketing.explanations import EXPLANATION_ARTIFACT, global_explanation
@@ -35,7 +35,7 @@ from bankmarketing.training.evaluation import (
     classification_metrics,
     paired_difference,
 )
-from bankmarketing.training.train import CV_FOLDS_TAG, xy
+from bankmarketing.training.train import CV_FOLDS_TAG
 
 log = logging.getLogger(__name__)
 PRODUCTION, PREVIOUS = "production", "previous"

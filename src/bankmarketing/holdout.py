@@ -9,12 +9,11 @@ import sqlalchemy as sa
 from pydantic import Field
 
 from bankmarketing.config import Settings
-from bankmarketing.data.prepare import prepared_manifest, read_split
+from bankmarketing.data.prepare import prepared_manifest, read_split, xy
 from bankmarketing.database import METRIC_COLUMNS, engine_for, model_evaluation
 from bankmarketing.options import StageOptions
 from bankmarketing.registry import client_for, load_scorer, required_version, use_tracking_server
 from bankmarketing.training.evaluation import classification_metrics
-from bankmarketing.training.train import xy
 
 
 class TestOptions(StageOptions):

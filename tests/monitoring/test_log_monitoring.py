@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from mlflow import MlflowClient
 
 from bankmarketing.challenger import assigned_to_challenger, compare_versions
-from bankmarketing.data.prepare import current_manifest, read_split
+from bankmarketing.data.prepare import current_manifest, read_split, xy
 from bankmarketing.data.schema import FEATURES
 from bankmarketing.database import (
     engine_for,
@@ -23,7 +23,6 @@ from bankmarketing.database import (
 )
 from bankmarketing.monitoring.outcomes import load_outcomes
 from bankmarketing.registry import load_scorer
-from bankmarketing.training.train import xy
 from tests.conftest import mage_run, set_challenger
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from mlflow import MlflowClient
 
 from bankmarketing.challenger import compare_versions
-from bankmarketing.data.prepare import prepared_manifest, read_split
+from bankmarketing.data.prepare import prepared_manifest, read_split, xy
 from bankmarketing.data.schema import FEATURES, MISSING
 from bankmarketing.database import (
     engine_for,
@@ -22,7 +22,6 @@ from bankmarketing.database import (
     monitoring_performance,
 )
 from bankmarketing.registry import load_scorer
-from bankmarketing.training.train import xy
 from tests.conftest import MONITORED_PERIODS, mage_run
 
 pytestmark = pytest.mark.integration

@@ -9,9 +9,9 @@ import optuna
 import pytest
 
 from bankmarketing.data.loading import read_raw
+from bankmarketing.data.prepare import xy
 from bankmarketing.data.validation import validate
 from bankmarketing.training.candidates import CANDIDATES
-from bankmarketing.training.train import xy
 from bankmarketing.training.tuning import search, selection_scores
 
 

@@ -9,6 +9,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 from pydantic import Field, field_validator, model_validator
@@ -252,3 +253,8 @@ def read_split(manifest: dict, name: str) -> pd.DataFrame:
     if entry is None:
         raise DataError(f"prepared data has no part named {name!r}")
     return pd.read_parquet(Path(manifest["path"]) / entry["file"])
+
+
+def xy(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """Model inputs (raw features, `duration` excluded) and the 0/1 target."""
+    return frame[list(FEATURES)], (frame[TARGET] == "yes").to_numpy(dtype=int)

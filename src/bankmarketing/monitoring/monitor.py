@@ -32,7 +32,7 @@ from pydantic import Field, field_validator, model_validator
 from bankmarketing.challenger import CHALLENGER, compare_versions, correct_stored_family
 from bankmarketing.config import Settings
 from bankmarketing.data import DataError
-from bankmarketing.data.prepare import prepared_manifest, read_split
+from bankmarketing.data.prepare import prepared_manifest, read_split, xy
 from bankmarketing.data.schema import FEATURES
 from bankmarketing.data.split import LATER_MONTHS
 from bankmarketing.database import (
@@ -56,7 +56,6 @@ from bankmarketing.monitoring.periods import Comparison, Period
 from bankmarketing.monitoring.reference import REFERENCE_ARTIFACT, log_reference, reference_frame
 from bankmarketing.options import StageOptions, only_known
 from bankmarketing.registry import load_scorer, required_version, use_tracking_server, version_behind
-from bankmarketing.training.train import xy
 
 log = logging.getLogger(__name__)
 

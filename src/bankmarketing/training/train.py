@@ -23,8 +23,7 @@ from sklearn.pipeline import Pipeline
 
 from bankmarketing.config import Settings
 from bankmarketing.data.identity import with_row_ids
-from bankmarketing.data.prepare import current_manifest, read_split
-from bankmarketing.data.schema import FEATURES, TARGET
+from bankmarketing.data.prepare import current_manifest, read_split, xy
 from bankmarketing.monitoring.reference import log_reference, reference_frame
 from bankmarketing.options import StageOptions, only_known
 from bankmarketing.registry import (
@@ -98,11 +97,6 @@ def git_commit() -> str:
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-def xy(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
-    """Model inputs (raw features, `duration` excluded) and the 0/1 target."""
-    return frame[list(FEATURES)], (frame[TARGET] == "yes").to_numpy(dtype=int)
 
 
 def calibrated(candidate: Candidate, params: dict, options: TrainOptions, ensemble: bool = False) -> Pipeline:
