@@ -14,7 +14,6 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -31,6 +30,7 @@ from bankmarketing.monitoring.aggregates import (
 )
 from bankmarketing.monitoring.drift import PREDICTION, TARGET
 from bankmarketing.monitoring.periods import GRANULARITY, Comparison, Period, period_name, period_starts
+from bankmarketing.predictions import by_role
 
 #: Log rows read from the database at a time: memory holds one chunk and the aggregates.
 CHUNK_ROWS = 50_000
@@ -248,20 +248,6 @@ _SAMPLED = [*FEATURES, PREDICTION, TARGET, ROW_ID, ROW_KEY]
 _PAIRED = [*FEATURES, TARGET, "production", "challenger", "by_challenger", ROW_ID, ROW_KEY]
 
 
-def _paired(chunk: pd.DataFrame) -> pd.DataFrame:
-    """The chunk's rows a second version scored too, with each version's role and score."""
-    paired = chunk[chunk["shadow_version"].notna()].copy()
-    by_challenger = (paired["arm"] == "challenger").to_numpy()
-    served, shadow = paired["model_version"].to_numpy(), paired["shadow_version"].to_numpy(dtype=int)
-    scores, shadow_scores = paired[PREDICTION].to_numpy(), paired["shadow_score"].to_numpy(dtype=float)
-    paired["production_version"] = np.where(by_challenger, shadow, served)
-    paired["challenger_version"] = np.where(by_challenger, served, shadow)
-    paired["production"] = np.where(by_challenger, shadow_scores, scores)
-    paired["challenger"] = np.where(by_challenger, scores, shadow_scores)
-    paired["by_challenger"] = by_challenger
-    return paired
-
-
 @dataclass
 class LogScan:
     """The window's aggregates: per (period start, version), per (start, production, challenger)."""
@@ -286,7 +272,7 @@ def scan_log(
             if key not in periods:
                 periods[key] = PeriodAggregate(threshold_of(int(version)), sample_rows)
             periods[key].add(part[_SAMPLED])
-        paired = _paired(chunk)
+        paired = by_role(chunk, score=PREDICTION)
         keys = ["start", "production_version", "challenger_version"]
         for (start, production, challenger), part in paired.groupby(keys, sort=False):
             key = (start, int(production), int(challenger))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bankmarketing.challenger import assigned_to_challenger
+from bankmarketing.predictions import PredictionRow, prediction_row
 from bankmarketing.serving.model_holder import LoadedModel, ModelHolder
 from bankmarketing.serving.prediction_log import PredictionLog
 
@@ -108,22 +109,10 @@ class Predictor:
     def _log(self, records, scored: Scored, rival, shadow_scores, row_ids: list[str]) -> None:
         """One prediction-log row per customer: who answered, and the other version's score."""
         now = dt.datetime.now(dt.UTC)
-        rows = []
+        rows: list[PredictionRow] = []
         for i, (r, p, d) in enumerate(zip(records, scored.probabilities, scored.decisions, strict=True)):
             by = scored.version_of(i)
             other = None if rival is None else (scored.model if by is rival else rival)
-            rows.append(
-                {
-                    "request_id": row_ids[i],
-                    "at": now,
-                    "model_name": scored.model.name,
-                    "model_version": int(by.version),
-                    "score": p,
-                    "decision": d,
-                    "features": r,
-                    "arm": None if other is None else ("challenger" if by is rival else "production"),
-                    "shadow_version": None if other is None else int(other.version),
-                    "shadow_score": None if other is None else float(shadow_scores[i]),
-                }
-            )
+            second = None if other is None else (int(other.version), float(shadow_scores[i]), by is rival)
+            rows.append(prediction_row(row_ids[i], now, scored.model.name, int(by.version), p, d, r, second))
         self.predictions.append(rows)
