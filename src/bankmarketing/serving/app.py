@@ -200,6 +200,95 @@ def _request_id() -> str:
     return value.hex()
 
 
+@dataclass
+class _Served:
+    """What the routes share: the settings, the models followed, the predictor and its log."""
+
+    settings: Settings
+    config: ServingConfig
+    holder: ModelHolder
+    challengers: ModelHolder | None  # follows the challenger alias when a challenger mode is on
+    predictor: Predictor
+    predictions: PredictionLog
+    metrics: _Metrics
+    stop: threading.Event
+
+    def not_loaded(self) -> Response:
+        reason = (
+            "the registry is unreachable and no model is cached (see /ready)"
+            if self.holder.registry_error
+            else f"the registry has no {self.config.alias!r} version"
+        )
+        return json_error(503, f"no model loaded yet: {reason}")
+
+    def too_many(self, field: str, error: str) -> Response:
+        return json_error(413, error, [{"field": field, "message": f"at most {self.config.max_batch} items"}])
+
+    def admin_denied(self, action: str) -> Response | None:
+        """403 when admin endpoints are off (no token configured), 401 without the right token."""
+        if not self.config.admin_token:
+            return json_error(403, f"{action} is disabled: PREDICTOR_ADMIN_TOKEN is not set")
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), self.config.admin_token.encode()):
+            return json_error(401, "missing or wrong bearer token")
+        return None
+
+    def publish_log_counts(self, published: list) -> None:
+        """The prediction log's counts into the gauges, when they changed since `published`."""
+        kept = self.predictions
+        counts = (kept.written, kept.dropped, kept.spilled, kept.replayed, kept.waited_s)
+        if counts != published[0]:
+            published[0] = counts
+            for gauge, value in zip(self.metrics.log_counts.values(), counts, strict=True):
+                gauge.set(value)
+
+
+def _parse(model):
+    """The request body as `model`, or the JSON failure (415, 400 or 422 naming the field)."""
+    if not request.is_json:
+        return None, json_error(415, "expected Content-Type: application/json")
+    data = request.get_data()
+    try:  # parse and validate in one pass (pydantic's JSON parser)
+        return model.model_validate_json(data), None
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        if first["type"] != "json_invalid" and (first["loc"] or first["input"] is not None):
+            return None, json_error(422, "invalid request", validation_errors(exc))
+    # Not UTF-8 JSON, or null: Flask's JSON parser decides, as it always did.
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # nested deeper than Python's parser goes (pydantic's stops at 255)
+        return None, json_error(400, "the body is not valid JSON: nested too deeply")
+    if body is None:
+        return None, json_error(400, "the body is not valid JSON")
+    try:
+        return model.model_validate(body), None
+    except ValidationError as exc:
+        return None, json_error(422, "invalid request", validation_errors(exc))
+
+
+def _followed(settings: Settings, config: ServingConfig) -> tuple[ModelHolder, ModelHolder | None]:
+    """The production alias's model, and the challenger alias's when a challenger mode is on."""
+    holder = ModelHolder(
+        settings.tracking_uri, settings.model_name, config.alias, config.cache_dir, config.switch_delay_s
+    )
+    holder.load_initial()
+    if config.challenger_mode == "off":
+        return holder, None
+    challenger_cache = config.cache_dir / config.challenger_alias
+    challenger_cache.mkdir(exist_ok=True)
+    challengers = ModelHolder(
+        settings.tracking_uri,
+        settings.model_name,
+        config.challenger_alias,
+        challenger_cache,
+        config.switch_delay_s,
+        optional=True,
+    )
+    challengers.load_initial()
+    return holder, challengers
+
+
 def create_app(
     settings: Settings | None = None, config: ServingConfig | None = None, start_threads: bool = True
 ) -> Flask:
@@ -209,24 +298,7 @@ def create_app(
     check_credential("PREDICTOR_ADMIN_TOKEN", config.admin_token)  # unset = reload off; never weak
     check_credential("PREDICTOR_API_KEY", config.api_key)  # unset = scoring open (the local stack)
     config.cache_dir.mkdir(parents=True, exist_ok=True)
-    holder = ModelHolder(
-        settings.tracking_uri, settings.model_name, config.alias, config.cache_dir, config.switch_delay_s
-    )
-    holder.load_initial()
-    challengers = None  # follows the challenger alias when a challenger mode is on
-    if config.challenger_mode != "off":
-        challenger_cache = config.cache_dir / config.challenger_alias
-        challenger_cache.mkdir(exist_ok=True)
-        challengers = ModelHolder(
-            settings.tracking_uri,
-            settings.model_name,
-            config.challenger_alias,
-            challenger_cache,
-            config.switch_delay_s,
-            optional=True,
-        )
-        challengers.load_initial()
-    metrics = _Metrics()
+    holder, challengers = _followed(settings, config)
     predictions = PredictionLog(
         settings.platform_database_url,
         capacity=config.log_memory_rows,
@@ -241,7 +313,6 @@ def create_app(
         if config.log_predictions:
             predictions.start()
             atexit.register(predictions.close)  # a stopping worker writes what it has queued
-
     predictor = Predictor(
         holder,
         challengers,
@@ -250,6 +321,7 @@ def create_app(
         challenger_share=config.challenger_share,
         log_predictions=config.log_predictions,
     )
+    served = _Served(settings, config, holder, challengers, predictor, predictions, _Metrics(), stop)
     app = Flask(__name__)
     app.extensions["bankmarketing"] = {
         "holder": holder,
@@ -258,68 +330,26 @@ def create_app(
         "predictions": predictions,
         "stop": stop,
     }
-    document = openapi_document(config.max_batch)
+    _observe_requests(app, served)
+    install_json_errors(app, config.max_body_bytes, 500, "internal error", log)
+    limit_bodies(app, config.max_body_bytes, config.body_timeout_s, config.drain_max_bytes)
+    _scoring_routes(app, served)
+    _status_routes(app, served, openapi_document(config.max_batch))
+    _admin_routes(app, served)
+    np.seterr(all="ignore")
+    gc.freeze()  # the loaded model and libraries leave the collector's generations: no long pauses
+    return app
 
-    def not_loaded():
-        reason = (
-            "the registry is unreachable and no model is cached (see /ready)"
-            if holder.registry_error
-            else f"the registry has no {config.alias!r} version"
-        )
-        return json_error(503, f"no model loaded yet: {reason}")
 
-    def parse(model):
-        if not request.is_json:
-            return None, json_error(415, "expected Content-Type: application/json")
-        data = request.get_data()
-        try:  # parse and validate in one pass (pydantic's JSON parser)
-            return model.model_validate_json(data), None
-        except ValidationError as exc:
-            first = exc.errors(include_url=False)[0]
-            if first["type"] != "json_invalid" and (first["loc"] or first["input"] is not None):
-                return None, json_error(422, "invalid request", validation_errors(exc))
-        # Not UTF-8 JSON, or null: Flask's JSON parser decides, as it always did.
-        try:
-            body = request.get_json(silent=True)
-        except RecursionError:  # nested deeper than Python's parser goes (pydantic's stops at 255)
-            return None, json_error(400, "the body is not valid JSON: nested too deeply")
-        if body is None:
-            return None, json_error(400, "the body is not valid JSON")
-        try:
-            return model.model_validate(body), None
-        except ValidationError as exc:
-            return None, json_error(422, "invalid request", validation_errors(exc))
-
-    def score(records: list[dict], explain: bool, request_id: str, customer_ids: list[str] | None):
-        """The predictor's answer, or the JSON failure (no model yet; explain not available)."""
-        try:
-            scored = predictor.score(records, explain, request_id, customer_ids)
-        except NoModelLoaded:
-            return None, not_loaded()
-        except ExplanationUnavailable as exc:
-            return None, json_error(422, str(exc), [{"field": "explain", "message": str(exc)}])
-        metrics.rows.inc(len(records))
-        return scored, None
+def _observe_requests(app: Flask, served: _Served) -> None:
+    """Each request's latency and status into the metrics, the log's counts into its gauges."""
+    counted: dict[tuple[str, int], tuple] = {}  # (endpoint, status) -> its metric children
+    published = [()]  # the prediction log's counts last published
+    metrics = served.metrics
 
     @app.before_request
     def _start_timer():
         request.environ["bankmarketing.start"] = time.perf_counter()
-
-    counted: dict[tuple[str, int], tuple] = {}  # (endpoint, status) -> its metric children
-    published = [()]  # the prediction log's counts last published
-
-    def publish_log_counts() -> None:
-        counts = (
-            predictions.written,
-            predictions.dropped,
-            predictions.spilled,
-            predictions.replayed,
-            predictions.waited_s,
-        )
-        if counts != published[0]:
-            published[0] = counts
-            for gauge, value in zip(metrics.log_counts.values(), counts, strict=True):
-                gauge.set(value)
 
     @app.after_request
     def _observe(response):
@@ -334,11 +364,20 @@ def create_app(
             )
         children[0].inc()
         children[1].observe(elapsed)
-        publish_log_counts()
+        served.publish_log_counts(published)
         return response
 
-    install_json_errors(app, config.max_body_bytes, 500, "internal error", log)
-    limit_bodies(app, config.max_body_bytes, config.body_timeout_s, config.drain_max_bytes)
+    @app.get("/metrics")
+    def prometheus():
+        if served.holder.current is not None:
+            metrics.version.set(int(served.holder.current.version))
+        served.publish_log_counts(published)
+        return Response(metrics.exposition(), mimetype="text/plain; version=0.0.4")
+
+
+def _scoring_routes(app: Flask, served: _Served) -> None:
+    """`/predict` and `/predict/batch` (behind the API key when one is set)."""
+    config = served.config
 
     @app.before_request
     def _require_api_key():
@@ -349,10 +388,21 @@ def create_app(
                 return json_error(401, f"missing or wrong API key: send it in the {API_KEY_HEADER} header")
         return None
 
+    def score(records: list[dict], explain: bool, request_id: str, customer_ids: list[str] | None):
+        """The predictor's answer, or the JSON failure (no model yet; explain not available)."""
+        try:
+            scored = served.predictor.score(records, explain, request_id, customer_ids)
+        except NoModelLoaded:
+            return None, served.not_loaded()
+        except ExplanationUnavailable as exc:
+            return None, json_error(422, str(exc), [{"field": "explain", "message": str(exc)}])
+        served.metrics.rows.inc(len(records))
+        return scored, None
+
     @app.post("/predict")
     def predict():
         request_id = request.headers.get("X-Request-ID") or _request_id()
-        body, failure = parse(PredictRequest)
+        body, failure = _parse(PredictRequest)
         if failure:
             return failure
         ids = [body.customer_id] if body.customer_id else None
@@ -375,37 +425,45 @@ def create_app(
     @app.post("/predict/batch")
     def predict_batch():
         request_id = request.headers.get("X-Request-ID") or _request_id()
-        body, failure = parse(BatchRequest)
+        body, failure = _parse(BatchRequest)
         if failure:
             return failure
         if len(body.customers) > config.max_batch:
-            return too_many(
+            return served.too_many(
                 "customers", f"batch of {len(body.customers)} customers; at most {config.max_batch}"
             )
         records = [record(c) for c in body.customers]
         scored, failure = score(records, body.explain, request_id, body.customer_ids)
         if failure:
             return failure
-        model = scored.model
-        rows = [
-            {"probability": p, "decision": "call" if d else "skip"}
-            for p, d in zip(scored.probabilities, scored.decisions, strict=True)
-        ]
-        if scored.answering:  # split mode: each customer's answering version and its threshold
-            for row, version in zip(rows, scored.answering, strict=True):
-                row["model_version"], row["threshold"] = version.version, version.threshold
-        if scored.contributions is not None:
-            for row, contribution in zip(rows, scored.contributions, strict=True):
-                row["contributions"] = contribution
-        return _answer(
-            {
-                "request_id": request_id,
-                "model_name": model.name,
-                "model_version": model.version,
-                "threshold": model.threshold,
-                "predictions": rows,
-            }
-        )
+        return _answer({"request_id": request_id, **_batch_answer(scored)})
+
+
+def _batch_answer(scored) -> dict:
+    """A batch's answer: the version, its threshold and one prediction per customer (in split
+    mode each with its answering version and threshold; with `explain`, contributions)."""
+    rows = [
+        {"probability": p, "decision": "call" if d else "skip"}
+        for p, d in zip(scored.probabilities, scored.decisions, strict=True)
+    ]
+    if scored.answering:
+        for row, version in zip(rows, scored.answering, strict=True):
+            row["model_version"], row["threshold"] = version.version, version.threshold
+    if scored.contributions is not None:
+        for row, contribution in zip(rows, scored.contributions, strict=True):
+            row["contributions"] = contribution
+    model = scored.model
+    return {
+        "model_name": model.name,
+        "model_version": model.version,
+        "threshold": model.threshold,
+        "predictions": rows,
+    }
+
+
+def _status_routes(app: Flask, served: _Served, document: dict) -> None:
+    """`/health`, `/ready`, `/model`, `/challenger` and `/openapi.json`."""
+    holder, config = served.holder, served.config
 
     @app.get("/health")
     def health():
@@ -426,7 +484,7 @@ def create_app(
     def model_info():
         model = holder.current
         if model is None:
-            return not_loaded()
+            return served.not_loaded()
         upcoming = holder.next_switch
         return jsonify(
             {
@@ -451,68 +509,59 @@ def create_app(
 
     @app.get("/challenger")
     def challenger_info():
-        """The challenger set-up and the newest live comparisons that `monitor` stored."""
-        model, rival = holder.current, None
-        if challengers is not None:
-            rival = challengers.current
-        body = {
-            "mode": config.challenger_mode,
-            "share": config.challenger_share if config.challenger_mode == "split" else None,
-            "alias": config.challenger_alias,
-            "production_version": model.version if model else None,
-            "challenger": None
-            if rival is None
-            else {
-                "version": rival.version,
-                "threshold": rival.threshold,
-                "source": rival.source,
-                "loaded_at": _iso(rival.loaded_at),
-                "scoring": model is not None and rival.version != model.version,
-            },
-            "registry_error": challengers.registry_error if challengers is not None else None,
-            "comparisons": [],
-            "comparisons_error": None,
-        }
-        try:
-            body["comparisons"] = stored_comparisons(settings.platform_database_url, settings.model_name, 200)
-        except sa.exc.SQLAlchemyError as exc:
-            log.warning("challenger comparisons not read: %s", exc)
-            body["comparisons_error"] = "the platform database is unavailable: comparisons not shown"
-        return jsonify(body)
-
-    @app.get("/metrics")
-    def prometheus():
-        if holder.current is not None:
-            metrics.version.set(int(holder.current.version))
-        publish_log_counts()
-        return Response(metrics.exposition(), mimetype="text/plain; version=0.0.4")
+        return jsonify(_challenger_status(served))
 
     @app.get("/openapi.json")
     def openapi():
         return jsonify(document)
 
-    def admin_denied(action: str):
-        """403 when admin endpoints are off (no token configured), 401 without the right token."""
-        if not config.admin_token:
-            return json_error(403, f"{action} is disabled: PREDICTOR_ADMIN_TOKEN is not set")
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given.encode(), config.admin_token.encode()):
-            return json_error(401, "missing or wrong bearer token")
-        return None
 
-    def too_many(field: str, error: str):
-        return json_error(413, error, [{"field": field, "message": f"at most {config.max_batch} items"}])
+def _challenger_status(served: _Served) -> dict:
+    """The challenger set-up and the newest live comparisons that `monitor` stored."""
+    config, challengers = served.config, served.challengers
+    model = served.holder.current
+    rival = challengers.current if challengers is not None else None
+    body = {
+        "mode": config.challenger_mode,
+        "share": config.challenger_share if config.challenger_mode == "split" else None,
+        "alias": config.challenger_alias,
+        "production_version": model.version if model else None,
+        "challenger": None
+        if rival is None
+        else {
+            "version": rival.version,
+            "threshold": rival.threshold,
+            "source": rival.source,
+            "loaded_at": _iso(rival.loaded_at),
+            "scoring": model is not None and rival.version != model.version,
+        },
+        "registry_error": challengers.registry_error if challengers is not None else None,
+        "comparisons": [],
+        "comparisons_error": None,
+    }
+    settings = served.settings
+    try:
+        body["comparisons"] = stored_comparisons(settings.platform_database_url, settings.model_name, 200)
+    except sa.exc.SQLAlchemyError as exc:
+        log.warning("challenger comparisons not read: %s", exc)
+        body["comparisons_error"] = "the platform database is unavailable: comparisons not shown"
+    return body
+
+
+def _admin_routes(app: Flask, served: _Served) -> None:
+    """`/outcomes` and `/admin/reload`, behind the admin bearer token."""
+    config, holder = served.config, served.holder
 
     @app.post("/outcomes")
     def outcomes():
-        denied = admin_denied("loading outcomes")
+        denied = served.admin_denied("loading outcomes")
         if denied:
             return denied
-        body, failure = parse(OutcomesRequest)
+        body, failure = _parse(OutcomesRequest)
         if failure:
             return failure
         if len(body.outcomes) > config.max_batch:
-            return too_many(
+            return served.too_many(
                 "outcomes", f"{len(body.outcomes)} outcomes; at most {config.max_batch} per request"
             )
         repeated = repeated_request_ids([o.request_id for o in body.outcomes])
@@ -523,14 +572,14 @@ def create_app(
                 422, "invalid request", [{"field": f"outcomes.{at}.request_id", "message": message}]
             )
         try:
-            return jsonify(store_outcomes(settings, body.outcomes, f"api {request.remote_addr}"))
+            return jsonify(store_outcomes(served.settings, body.outcomes, f"api {request.remote_addr}"))
         except sa.exc.SQLAlchemyError as exc:
             log.error("outcomes not stored: %s", exc)
             return json_error(503, "the platform database is unavailable: nothing loaded, send them again")
 
     @app.post("/admin/reload")
     def reload():
-        denied = admin_denied("reload")
+        denied = served.admin_denied("reload")
         if denied:
             return denied
         try:
@@ -540,7 +589,3 @@ def create_app(
         upcoming = holder.next_switch
         version, switch_at = upcoming if upcoming else (holder.current.version, time.time())
         return jsonify({"reloaded": changed, "model_version": version, "serving_from": _iso(switch_at)})
-
-    np.seterr(all="ignore")
-    gc.freeze()  # the loaded model and libraries leave the collector's generations: no long pauses
-    return app
