@@ -92,41 +92,8 @@ def create_app(settings: Settings | None = None, config: AlertReceiverConfig | N
             webhook = GrafanaWebhook.model_validate(payload)
         except ValidationError as exc:
             return json_error(400, "not a Grafana webhook payload", validation_errors(exc))
-        results = [handle(alert, webhook.groupKey) for alert in webhook.alerts]
+        results = [_handle(config, url, alert, webhook.groupKey) for alert in webhook.alerts]
         return jsonify({"received": len(results), "results": results})
-
-    def handle(alert, group_key: str) -> dict:
-        answer = {"alertname": alert.alertname, "fingerprint": alert.fingerprint, "status": alert.status}
-        if alert.status == "resolved":
-            event_id = store.record_resolved(url, alert, group_key)
-            return {**answer, "decision": "resolved", "event_id": event_id, "retraining_id": None}
-        claim = store.claim(
-            url, alert, group_key, config.cooldown_s, config.max_runtime_s, config.triggered_by
-        )
-        detail = claim.detail
-        decision = claim.decision
-        if decision == "started":
-            variables = {
-                "alertname": alert.alertname,
-                "fingerprint": alert.fingerprint,
-                "starts_at": alert.startsAt.isoformat(),
-                "value": alert.value,
-                "period": alert.labels.get("period"),
-                "retraining_id": claim.retraining_id,
-                "triggered_by": config.triggered_by,
-            }
-            result = trigger_retrain(config, variables)
-            detail = result.detail
-            decision = store.finish_trigger(
-                url, claim, result.ok, result.detail, result.schedule_id, result.pipeline_run_id
-            )
-        return {
-            **answer,
-            "decision": decision,
-            "event_id": claim.event_id,
-            "retraining_id": claim.retraining_id,
-            "detail": detail,
-        }
 
     @app.get("/health")
     def health():
@@ -156,15 +123,53 @@ def create_app(settings: Settings | None = None, config: AlertReceiverConfig | N
 
     @app.get("/metrics")
     def metrics():
-        decisions, statuses = store.counts(url)
-        lines = [
-            "# HELP alert_receiver_events alert events recorded, by decision (all workers)",
-            "# TYPE alert_receiver_events gauge",
-            *(f'alert_receiver_events{{decision="{k}"}} {v}' for k, v in sorted(decisions.items())),
-            "# HELP alert_receiver_retrainings retrainings, by status",
-            "# TYPE alert_receiver_retrainings gauge",
-            *(f'alert_receiver_retrainings{{status="{k}"}} {v}' for k, v in sorted(statuses.items())),
-        ]
-        return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
+        return Response(_exposition(url), mimetype="text/plain; version=0.0.4")
 
     return app
+
+
+def _handle(config: AlertReceiverConfig, url: str, alert, group_key: str) -> dict:
+    """One firing or resolved alert: recorded, and a retrain started when the receiver decides so."""
+    answer = {"alertname": alert.alertname, "fingerprint": alert.fingerprint, "status": alert.status}
+    if alert.status == "resolved":
+        event_id = store.record_resolved(url, alert, group_key)
+        return {**answer, "decision": "resolved", "event_id": event_id, "retraining_id": None}
+    claim = store.claim(url, alert, group_key, config.cooldown_s, config.max_runtime_s, config.triggered_by)
+    detail = claim.detail
+    decision = claim.decision
+    if decision == "started":
+        variables = {
+            "alertname": alert.alertname,
+            "fingerprint": alert.fingerprint,
+            "starts_at": alert.startsAt.isoformat(),
+            "value": alert.value,
+            "period": alert.labels.get("period"),
+            "retraining_id": claim.retraining_id,
+            "triggered_by": config.triggered_by,
+        }
+        result = trigger_retrain(config, variables)
+        detail = result.detail
+        decision = store.finish_trigger(
+            url, claim, result.ok, result.detail, result.schedule_id, result.pipeline_run_id
+        )
+    return {
+        **answer,
+        "decision": decision,
+        "event_id": claim.event_id,
+        "retraining_id": claim.retraining_id,
+        "detail": detail,
+    }
+
+
+def _exposition(url: str) -> str:
+    """The receiver's counts in Prometheus' text format (read from the database: all workers)."""
+    decisions, statuses = store.counts(url)
+    lines = [
+        "# HELP alert_receiver_events alert events recorded, by decision (all workers)",
+        "# TYPE alert_receiver_events gauge",
+        *(f'alert_receiver_events{{decision="{k}"}} {v}' for k, v in sorted(decisions.items())),
+        "# HELP alert_receiver_retrainings retrainings, by status",
+        "# TYPE alert_receiver_retrainings gauge",
+        *(f'alert_receiver_retrainings{{status="{k}"}} {v}' for k, v in sorted(statuses.items())),
+    ]
+    return "\n".join(lines) + "\n"
