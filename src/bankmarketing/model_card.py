@@ -141,30 +141,10 @@ def _threshold_section(tags: dict, measured: dict[str, float]) -> str:
     return "\n\n".join([lines[0], _markdown(pd.DataFrame(rows)), *lines[1:]])
 
 
-def model_card(
-    version: ModelVersion,
-    test: pd.DataFrame,
-    proba: np.ndarray,
-    explanation: dict | None = None,
-) -> str:
-    """Markdown: data, intended use, features, metrics beside baselines, threshold, calibration,
-    segments, serving, explanations, fairness, limits.
-
-    `proba` are the version's scores for the rows of `test` (the held-out test split); every
-    metric is measured from them, so no validation figure reaches the card's headline.
-    """
-    y = (test[TARGET] == "yes").to_numpy(dtype=int)
-    threshold = float(version.tags["threshold"])
-    tags = version.tags
-    measured = classification_metrics(y, proba, threshold)
-    measured["called_share"] = float((np.asarray(proba) >= threshold).mean())
-    segments = {
-        "age band": pd.cut(test["age"], AGE_BANDS, labels=AGE_LABELS).astype(str),
-        "job": test["job"],
-        "contact": test["contact"],
-    }
+def _metric_rows(measured: dict, y: np.ndarray) -> pd.DataFrame:
+    """The test split's metrics, each beside the baseline it has to beat."""
     model = "model (test split)"
-    metric_rows = pd.DataFrame(
+    return pd.DataFrame(
         [
             {"metric": "ROC-AUC", model: measured["roc_auc"], "baseline": 0.5},
             {"metric": "PR-AUC", model: measured["pr_auc"], "baseline": measured["pr_auc_baseline"]},
@@ -189,6 +169,31 @@ def model_card(
             {"metric": "expected calibration error", model: measured["ece"], "baseline": 0.0},
         ]
     )
+
+
+def model_card(
+    version: ModelVersion,
+    test: pd.DataFrame,
+    proba: np.ndarray,
+    explanation: dict | None = None,
+) -> str:
+    """Markdown: data, intended use, features, metrics beside baselines, threshold, calibration,
+    segments, serving, explanations, fairness, limits.
+
+    `proba` are the version's scores for the rows of `test` (the held-out test split); every
+    metric is measured from them, so no validation figure reaches the card's headline.
+    """
+    y = (test[TARGET] == "yes").to_numpy(dtype=int)
+    threshold = float(version.tags["threshold"])
+    tags = version.tags
+    measured = classification_metrics(y, proba, threshold)
+    measured["called_share"] = float((np.asarray(proba) >= threshold).mean())
+    segments = {
+        "age band": pd.cut(test["age"], AGE_BANDS, labels=AGE_LABELS).astype(str),
+        "job": test["job"],
+        "contact": test["contact"],
+    }
+    metric_rows = _metric_rows(measured, y)
     sections = [
         f"# Model card — {version.name} version {version.version}",
         f"Candidate `{tags.get('candidate')}` from training run `{tags.get('training_run_id')}`, "

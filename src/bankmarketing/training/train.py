@@ -165,6 +165,38 @@ def members_by_selection(selection: dict[str, float], options: TrainOptions) -> 
     return members if len(members) >= 2 else []
 
 
+def _permutation_importances(model, X_val: pd.DataFrame, y_val: np.ndarray, options: TrainOptions) -> dict:
+    """Each feature's permutation importance (PR-AUC) on a sample of the validation rows."""
+    sample = X_val.sample(min(options.importance_rows, len(X_val)), random_state=options.seed)
+    importance = permutation_importance(
+        model,
+        sample,
+        y_val[X_val.index.get_indexer(sample.index)],
+        scoring="average_precision",
+        n_repeats=3,
+        random_state=options.seed,
+    )
+    return dict(zip(sample.columns, importance.importances_mean, strict=True))
+
+
+def _log_evaluation(
+    candidate: str, params: dict, options: TrainOptions, metrics: dict, common_tags: dict, importances: dict
+) -> None:
+    """The candidate run's parameters, validation metrics, tags and feature importances."""
+    mlflow.log_params(
+        flat_params(params, "model")
+        | {
+            "candidate": candidate,
+            "calibration": options.calibration,
+            "threshold_objective": options.threshold_objective,
+            "cv_folds": options.cv_folds,
+        }
+    )
+    mlflow.log_metrics({f"val_{k}": v for k, v in metrics.items()})
+    mlflow.set_tags(common_tags | {"candidate": candidate})
+    mlflow.log_dict({k: float(v) for k, v in importances.items()}, "feature_importance.json")
+
+
 def _train_candidate(candidate, options, data, common_tags, settings, params: dict | None = None) -> dict:
     """Search (unless `params` are given, as for the ensemble), calibrate, evaluate, register."""
     (X_train, y_train), (X_val, y_val) = data["train"], data["validation"]
@@ -201,28 +233,8 @@ def _train_candidate(candidate, options, data, common_tags, settings, params: di
             **search_metrics,
             "train_seconds": time.monotonic() - started,
         }
-        sample = X_val.sample(min(options.importance_rows, len(X_val)), random_state=options.seed)
-        importance = permutation_importance(
-            model,
-            sample,
-            y_val[X_val.index.get_indexer(sample.index)],
-            scoring="average_precision",
-            n_repeats=3,
-            random_state=options.seed,
-        )
-        importances = dict(zip(sample.columns, importance.importances_mean, strict=True))
-        mlflow.log_params(
-            flat_params(params, "model")
-            | {
-                "candidate": candidate.name,
-                "calibration": options.calibration,
-                "threshold_objective": options.threshold_objective,
-                "cv_folds": options.cv_folds,
-            }
-        )
-        mlflow.log_metrics({f"val_{k}": v for k, v in metrics.items()})
-        mlflow.set_tags(common_tags | {"candidate": candidate.name})
-        mlflow.log_dict({k: float(v) for k, v in importances.items()}, "feature_importance.json")
+        importances = _permutation_importances(model, X_val, y_val, options)
+        _log_evaluation(candidate.name, params, options, metrics, common_tags, importances)
         log_reference(reference_frame(X_val, y_val, proba))
         for name, figure in evaluation_figures(y_val, proba, threshold, importances, candidate.name).items():
             mlflow.log_figure(figure, f"plots/{name}")
