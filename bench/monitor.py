@@ -521,7 +521,7 @@ def spark_check(parquet: Path, reference, threshold: float, min_rows: int, monit
     """The rule's statistic per (period, version) on Spark, and its decision beside `monitor`'s."""
     from pyspark.sql import SparkSession
 
-    from bankmarketing.monitoring.monitor import drift_rule
+    from bankmarketing.monitoring.alerting import drift_rule
     from bankmarketing.monitoring.spark_rule import rule_statistics
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)

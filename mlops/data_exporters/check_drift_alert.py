@@ -1,7 +1,8 @@
 """monitor · 2: the prediction-drift rule; without Grafana, post its alert to the receiver."""
 
 from bankmarketing.config import Settings
-from bankmarketing.monitoring.monitor import MonitorOptions, post_drift_alert
+from bankmarketing.monitoring.alerting import post_drift_alert
+from bankmarketing.monitoring.monitor import MonitorOptions
 from bankmarketing.options import parse_options
 
 if "data_exporter" not in globals():

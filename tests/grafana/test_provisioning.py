@@ -233,7 +233,7 @@ def test_rule_matches_the_monitor_pipeline():
     """The local stack evaluates the same rule in `monitor`: same title and the same threshold."""
     metadata = yaml.safe_load((REPO / "mlops/pipelines/monitor/metadata.yaml").read_text())
     assert alert_threshold() == float(metadata["variables"]["prediction_threshold"])
-    source = ast.parse((REPO / "src/bankmarketing/monitoring/monitor.py").read_text())
+    source = ast.parse((REPO / "src/bankmarketing/monitoring/alerting.py").read_text())
     titles = [
         node.value.value
         for node in ast.walk(source)

@@ -27,9 +27,9 @@ from bankmarketing.monitoring.aggregates import (
     roc_auc_from_histograms,
     wasserstein_normed,
 )
-from bankmarketing.monitoring.drift import PREDICTION, TARGET, DriftSettings, PeriodMetrics
+from bankmarketing.monitoring.drift import PREDICTION, TARGET, DriftSettings, PeriodMetrics, labelled_fairness
 from bankmarketing.monitoring.missing import missing_by_column, missing_values_share
-from bankmarketing.monitoring.monitor import MonitorOptions, labelled_fairness, measure
+from bankmarketing.monitoring.monitor import MonitorOptions, measure
 from bankmarketing.monitoring.periods import Period, period_start, period_starts
 
 THRESHOLD = 0.3

@@ -12,7 +12,7 @@ from werkzeug.serving import make_server
 from bankmarketing.alerts import AlertReceiverConfig
 from bankmarketing.alerts.app import create_app
 from bankmarketing.database import alert_event, engine_for, monitoring_drift
-from bankmarketing.monitoring.monitor import drift_rule
+from bankmarketing.monitoring.alerting import drift_rule
 from tests.conftest import FakeMage, mage_run
 
 pytestmark = pytest.mark.integration

@@ -20,10 +20,10 @@ import sqlalchemy as sa
 from bankmarketing.data.schema import CATEGORIES, FEATURES, MISSING
 from bankmarketing.database import engine_for, prediction_log, prediction_outcome
 from bankmarketing.monitoring import log_scan
-from bankmarketing.monitoring.drift import PREDICTION, TARGET
+from bankmarketing.monitoring.drift import PREDICTION, TARGET, labelled_fairness
 from bankmarketing.monitoring.log_scan import log_comparisons, log_periods, read_log, scan_log
 from bankmarketing.monitoring.missing import missing_by_column
-from bankmarketing.monitoring.monitor import MonitorOptions, labelled_fairness
+from bankmarketing.monitoring.monitor import MonitorOptions
 from bankmarketing.monitoring.periods import period_start
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from bankmarketing.monitoring.aggregates import ScoreHistogram, wasserstein_normed
-from bankmarketing.monitoring.monitor import drift_rule
+from bankmarketing.monitoring.alerting import drift_rule
 from bankmarketing.monitoring.periods import period_name, period_starts
 
 pytestmark = pytest.mark.integration

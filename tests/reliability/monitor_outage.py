@@ -6,7 +6,7 @@ Run in Mage's environment (`monitor` needs Evidently), from the repository root:
         --periods test,jun,jul --cut-at jun:monitoring_column_drift --outage brief
 
 Settings come from the environment, as in `mage run` (tests.conftest.mage_env); DATABASE_URL
-is the real Postgres, reached through the proxy. `monitor._upsert` is wrapped: the first time
+is the real Postgres, reached through the proxy. `storage._upsert` is wrapped: the first time
 it is called for the chosen (period, table), a transaction is open holding the rows written
 before it. The wrapper counts those rows, cuts every proxied connection (`brief`: the proxy
 accepts again at once; `lasting`: it resets every later connection too) and calls the real
@@ -62,25 +62,25 @@ def main() -> None:
     parser.add_argument("--periods", default="test,jun,jul")
     parser.add_argument("--cut-at", default="", help="period:table; empty: no outage")
     parser.add_argument("--outage", choices=["brief", "lasting"], default="brief")
-    parser.add_argument("--pause", type=float, default=0.5, help="monitor.RETRY_PAUSE_S")
+    parser.add_argument("--pause", type=float, default=0.5, help="storage.RETRY_PAUSE_S")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     from bankmarketing.config import Settings
-    from bankmarketing.monitoring import monitor
+    from bankmarketing.monitoring import monitor, storage
 
     settings = Settings.from_env()
     direct = sa.engine.make_url(settings.database_url)
     proxy = PgProxy(direct.port, direct.host)
     proxied = direct.set(port=proxy.port).render_as_string(hide_password=False)
     settings = replace(settings, database_url=proxied)
-    monitor.RETRY_PAUSE_S = args.pause
+    storage.RETRY_PAUSE_S = args.pause
     cut_at = tuple(args.cut_at.split(":")) if args.cut_at else None
 
     calls: dict = defaultdict(lambda: defaultdict(int))  # period -> table -> calls
     given: dict = defaultdict(dict)  # period -> table -> rows given on the last call
     report: dict = {"proxy_port": proxy.port, "fault": None}
-    real_upsert = monitor._upsert
+    real_upsert = storage._upsert
 
     def upsert(connection, table, key, rows):
         period = key["period"]
@@ -108,12 +108,12 @@ def main() -> None:
             fault["connection_invalidated"] = exc.connection_invalidated
             raise
 
-    monitor._upsert = upsert
+    storage._upsert = upsert
     options = monitor.MonitorOptions(periods=args.periods.split(","), alert=False, challenger_alias="")
     try:
         result = monitor.monitor(settings, options, "test:outage")
         report["outcome"] = {"ok": [record["period"] for record in result["periods"]]}
-    except monitor.DatabaseUnavailable as exc:
+    except storage.DatabaseUnavailable as exc:
         report["outcome"] = {"DatabaseUnavailable": str(exc)}
     cut = proxy.cuts[0] if proxy.cuts else None
     report |= {

@@ -164,10 +164,10 @@ def test_a_predictor_stopped_during_an_outage_spills_and_the_next_start_writes(s
 #
 # `monitor` runs in Mage's environment (it needs Evidently) through tests/reliability/
 # monitor_outage.py, in-process there, its database behind a PgProxy. The outage is injected
-# by a hook on `monitor._upsert` at a chosen (period, table): no timing is involved.
+# by a hook on `storage._upsert` at a chosen (period, table): no timing is involved.
 
 MAGE_PYTHON = REPO / ".venv/mage/bin/python"
-#: The retry's pause in these runs (monitor.RETRY_PAUSE_S, 5 s in production).
+#: The retry's pause in these runs (storage.RETRY_PAUSE_S, 5 s in production).
 PAUSE_S = 0.5
 #: In the URL monitor is given; trust authentication ignores it, and nothing may print it.
 PASSWORD = "pg-pass-" + uuid.uuid4().hex[:12]
@@ -285,13 +285,13 @@ def test_monitor_names_the_database_when_it_stays_down_and_keeps_the_periods_bef
 
 def test_a_period_whose_database_stays_down_fails_naming_the_database(monkeypatch, caplog):
     """Nothing listening: one retry, then DatabaseUnavailable with the password hidden."""
-    from bankmarketing.monitoring import monitor
+    from bankmarketing.monitoring import storage
 
-    monkeypatch.setattr(monitor, "RETRY_PAUSE_S", 0.0)
+    monkeypatch.setattr(storage, "RETRY_PAUSE_S", 0.0)
     url = "postgresql://postgres:secret@127.0.0.1:9/platform"
-    with caplog.at_level(logging.WARNING, logger=monitor.__name__):
-        with pytest.raises(monitor.DatabaseUnavailable) as error:
-            monitor._transaction(url, lambda connection: None, "period jun of v1")
+    with caplog.at_level(logging.WARNING, logger=storage.__name__):
+        with pytest.raises(storage.DatabaseUnavailable) as error:
+            storage._transaction(url, lambda connection: None, "period jun of v1")
     message = str(error.value)
     assert "platform database postgresql://postgres:***@127.0.0.1:9/platform is unreachable" in message
     assert "period jun of v1 was not stored" in message and "secret" not in message

@@ -295,7 +295,7 @@ class PeriodAggregate:
         }
 
     def fairness_rows(self) -> list[dict]:
-        """As `monitor.labelled_fairness` of the whole period (group rows, `group_name`)."""
+        """As `drift.labelled_fairness` of the whole period (group rows, `group_name`)."""
         rows = []
         for (dimension, group), (count, positives, selected, hits, score) in sorted(
             self.fairness.items(), key=lambda item: _dimension_order(item[0])

@@ -13,6 +13,7 @@ import pandas as pd
 from sklearn.metrics import average_precision_score
 
 from bankmarketing.data.schema import CATEGORICAL_FEATURES, FEATURES, MISSING, NUMERIC_FEATURES
+from bankmarketing.fairness import fairness_rows
 from bankmarketing.monitoring.missing import missing_by_column, missing_values_share
 
 PREDICTION, TARGET = "prediction", "target"
@@ -168,3 +169,15 @@ def period_metrics(
         missing_by_column=missing,
         performance=live_performance(current, threshold),
     )
+
+
+def labelled_fairness(frame: pd.DataFrame, threshold: float) -> list[dict]:
+    """Fairness rows of the period's customers whose outcome is known (none without outcomes)."""
+    if TARGET not in frame:
+        return []
+    labelled = frame[frame[TARGET].notna()]
+    if labelled.empty:
+        return []
+    y, proba = labelled[TARGET].to_numpy(dtype=int), labelled[PREDICTION].to_numpy()
+    rows = fairness_rows(labelled, y, proba, threshold)
+    return [{"group_name": row.pop("group"), **row} for row in rows]

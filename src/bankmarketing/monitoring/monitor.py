@@ -15,45 +15,33 @@ from __future__ import annotations
 import datetime as dt
 import importlib.util
 import logging
-import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Literal
 
 import mlflow
-import numpy as np
 import pandas as pd
-import sqlalchemy as sa
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from pydantic import Field, field_validator, model_validator
 
-from bankmarketing.challenger import CHALLENGER, compare_versions, correct_stored_family
+from bankmarketing.challenger import CHALLENGER
 from bankmarketing.config import Settings
 from bankmarketing.data import DataError
 from bankmarketing.data.prepare import prepared_manifest, read_split, xy
 from bankmarketing.data.schema import FEATURES
 from bankmarketing.data.split import LATER_MONTHS
-from bankmarketing.database import (
-    engine_for,
-    monitoring_challenger,
-    monitoring_column_drift,
-    monitoring_drift,
-    monitoring_fairness,
-    monitoring_missing_values,
-    monitoring_performance,
-)
-from bankmarketing.fairness import fairness_rows
 from bankmarketing.monitoring.aggregates import (
     SAMPLE_ROWS,
     exact_period_metrics,
 )
-from bankmarketing.monitoring.drift import PREDICTION, TARGET, DriftSettings, PeriodMetrics
+from bankmarketing.monitoring.alerting import drift_rule, post_drift_alert
+from bankmarketing.monitoring.drift import PREDICTION, TARGET, DriftSettings, PeriodMetrics, labelled_fairness
 from bankmarketing.monitoring.log_scan import log_comparisons, log_periods, read_log, scan_log
 from bankmarketing.monitoring.missing import missing_by_column, missing_values_share
 from bankmarketing.monitoring.periods import Comparison, Period
 from bankmarketing.monitoring.reference import REFERENCE_ARTIFACT, log_reference, reference_frame
+from bankmarketing.monitoring.storage import store, store_comparison
 from bankmarketing.options import StageOptions, only_known
 from bankmarketing.registry import load_scorer, required_version, use_tracking_server, version_behind
 
@@ -224,167 +212,6 @@ def measure(
     return metrics
 
 
-def labelled_fairness(frame: pd.DataFrame, threshold: float) -> list[dict]:
-    """Fairness rows of the period's customers whose outcome is known (none without outcomes)."""
-    if TARGET not in frame:
-        return []
-    labelled = frame[frame[TARGET].notna()]
-    if labelled.empty:
-        return []
-    y, proba = labelled[TARGET].to_numpy(dtype=int), labelled[PREDICTION].to_numpy()
-    rows = fairness_rows(labelled, y, proba, threshold)
-    return [{"group_name": row.pop("group"), **row} for row in rows]
-
-
-def _upsert(connection: sa.Connection, table: sa.Table, key: dict, rows: list[dict]) -> None:
-    """Replace the rows of one (model, version, period): a rerun never duplicates."""
-    connection.execute(sa.delete(table).where(sa.and_(*(table.c[k] == v for k, v in key.items()))))
-    if rows:
-        connection.execute(sa.insert(table), [key | row for row in rows])
-
-
-class DatabaseUnavailable(ConnectionError):
-    """The platform database did not answer while a period was stored, even on a second try."""
-
-
-#: Pause before the one retry of a period's transaction after a connection error.
-RETRY_PAUSE_S = 5.0
-
-
-def _transaction(url: str, write, what: str) -> None:
-    """Run `write` in one transaction; once more after a pause if the connection failed.
-
-    The transaction is all of a period or nothing, and rows are replaced by key, so a retry
-    or a rerun never duplicates. A second connection error stops the run naming the database.
-    """
-    for attempt in (1, 2):
-        try:
-            with engine_for(url).begin() as connection:
-                write(connection)
-            return
-        except sa.exc.DBAPIError as exc:
-            if not (exc.connection_invalidated or isinstance(exc, sa.exc.OperationalError)):
-                raise
-            reason = str(exc.orig or exc).strip().splitlines()[0]
-            if attempt == 2:
-                database = sa.engine.make_url(url).render_as_string(hide_password=True)
-                raise DatabaseUnavailable(
-                    f"the platform database {database} is unreachable ({reason}): {what} was not "
-                    "stored (the periods before it are); run monitor again when the database is "
-                    "back — a rerun replaces rows, it never duplicates them"
-                ) from None
-            log.warning("storing %s: database connection failed (%s), retrying once", what, reason)
-            time.sleep(RETRY_PAUSE_S)
-
-
-def store(
-    settings: Settings,
-    model_name: str,
-    period: Period,
-    metrics: PeriodMetrics,
-    run_label: str,
-    min_rows: int,
-    report_path: Path | None,
-) -> dict:
-    """Upsert a period's rows into the monitoring tables in one transaction."""
-    key = {"model_name": model_name, "model_version": period.version, "period": period.name}
-    common = {"period_start": period.start, "period_end": period.end, "computed_at": dt.datetime.now(dt.UTC)}
-    values = asdict(metrics)
-    column_drift, performance = values.pop("column_drift"), values.pop("performance")
-    fairness, missing = values.pop("fairness"), values.pop("missing_by_column")
-    drift_row = (
-        common
-        | values
-        | {
-            "source": period.source,
-            "min_rows": min_rows,
-            "enough_rows": metrics.rows >= min_rows,
-            "report_path": str(report_path) if report_path and report_path.is_file() else None,
-            "run_label": run_label,
-        }
-    )
-
-    def write(connection: sa.Connection) -> None:
-        _upsert(connection, monitoring_drift, key, [drift_row])
-        _upsert(connection, monitoring_column_drift, key, [common | row for row in column_drift])
-        _upsert(connection, monitoring_missing_values, key, [common | row for row in missing])
-        _upsert(connection, monitoring_performance, key, [common | performance] if performance else [])
-        _upsert(connection, monitoring_fairness, key, [common | row for row in fairness])
-
-    _transaction(settings.platform_database_url, write, f"period {period.name} of v{period.version}")
-    summary = key | drift_row | {"performance": performance}
-    return {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in summary.items()}
-
-
-def store_comparison(
-    settings: Settings,
-    model_name: str,
-    comparison: Comparison,
-    thresholds: dict[int, float],
-    challenger_fairness: bool,
-) -> dict:
-    """Compare the two versions on the period's labelled customers; upsert the row.
-
-    With `challenger_fairness` (the challenger answered for none of the period's customers:
-    batches, shadow mode), its fairness rows on the same customers are stored as well.
-    """
-    known = ~np.isnan(comparison.target)
-    measured = compare_versions(
-        comparison.target[known],
-        comparison.production[known],
-        comparison.challenger[known],
-        thresholds[comparison.production_version],
-        thresholds[comparison.challenger_version],
-    )
-    key = {
-        "model_name": model_name,
-        "production_version": comparison.production_version,
-        "challenger_version": comparison.challenger_version,
-        "period": comparison.name,
-    }
-    row = {
-        "period_start": comparison.start,
-        "period_end": comparison.end,
-        "computed_at": dt.datetime.now(dt.UTC),
-        "source": comparison.source,
-        "scored_rows": len(comparison.target) if comparison.scored_rows is None else comparison.scored_rows,
-        "challenger_served_share": comparison.served_share,
-        **measured,
-    }
-    fairness_key, fairness = None, []
-    if challenger_fairness:
-        version = comparison.challenger_version
-        fairness_key = {"model_name": model_name, "model_version": version, "period": comparison.name}
-        scored = comparison.features.assign(**{PREDICTION: comparison.challenger, TARGET: comparison.target})
-        common = {k: row[k] for k in ("period_start", "period_end", "computed_at")}
-        fairness = [common | r for r in labelled_fairness(scored, thresholds[version])]
-
-    def write(connection: sa.Connection) -> None:
-        _upsert(connection, monitoring_challenger, key, [row])
-        correct_stored_family(
-            connection,
-            model_name,
-            comparison.production_version,
-            comparison.challenger_version,
-            comparison.source,
-        )
-        if fairness_key:
-            _upsert(connection, monitoring_fairness, fairness_key, fairness)
-
-    _transaction(
-        settings.platform_database_url, write, f"the challenger comparison of period {comparison.name}"
-    )
-    summary = key | row
-    return {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in summary.items()}
-
-
-def drift_rule(records: list[dict], threshold: float) -> dict | None:
-    """Grafana's rule, evaluated here: the newest period with enough rows, if its drift > threshold."""
-    tested = [r for r in records if r["enough_rows"] and r["prediction_drift_score"] is not None]
-    newest = max(tested, key=lambda r: r["period_start"], default=None)
-    return newest if newest and newest["prediction_drift_score"] > threshold else None
-
-
 def _challenger(client: MlflowClient, name: str, alias: str, production: ModelVersion) -> ModelVersion | None:
     """The alias's version when it exists and is not production's."""
     version = version_behind(client, name, alias) if alias else None
@@ -469,65 +296,6 @@ def monitor(settings: Settings, options: MonitorOptions, run_label: str) -> dict
         "challenger": compared,
         "firing": drift_rule(records, options.prediction_threshold),
     }
-
-
-class AlertNotDelivered(ConnectionError):
-    """The drift rule fired but the alert receiver did not take the alert."""
-
-
-#: The rule's title and fixed labels, as in grafana/provisioning/alerting/rules.yaml.
-DRIFT_RULE = "Prediction drift"
-DRIFT_RULE_LABELS = {"severity": "warning", "team": "ml-platform"}
-
-
-def post_drift_alert(settings: Settings, options: MonitorOptions, result: dict) -> dict:
-    """Post Grafana's payload for the period the drift rule fired on, where Grafana is absent.
-
-    The alert starts at the period's end, so rerunning `monitor` on the same data posts the
-    same alert again and the receiver drops it as a duplicate.
-    """
-    firing = result["firing"]
-    if firing is None:
-        return {"fired": False, "posted": False, "reason": "the newest tested period is below the threshold"}
-    summary = {"fired": True, "period": firing["period"], "value": firing["prediction_drift_score"]}
-    if not options.alert or not settings.alert_receiver_url:
-        why = "alert=false" if not options.alert else "ALERT_RECEIVER_URL is not set"
-        return summary | {"posted": False, "reason": why}
-    from bankmarketing.alerts import grafana_payload, post_alert
-
-    payload = grafana_payload(
-        DRIFT_RULE,
-        labels={
-            "model_name": result["model_name"],
-            "model_version": str(firing["model_version"]),
-            "period": firing["period"],
-            **DRIFT_RULE_LABELS,
-        },
-        value=firing["prediction_drift_score"],
-        starts_at=dt.datetime.fromisoformat(firing["period_end"]),
-        threshold=options.prediction_threshold,
-    )
-    import requests
-
-    try:
-        reply = post_alert(
-            settings.alert_receiver_url,
-            payload,
-            settings.alert_receiver_token,
-            hmac_secret=settings.alert_receiver_hmac_secret,
-        )
-    except requests.RequestException as exc:
-        raise AlertNotDelivered(
-            f"the drift alert for period {firing['period']} could not reach the alert receiver at "
-            f"{settings.alert_receiver_url} ({type(exc).__name__}); the metrics are stored: "
-            "start the receiver (make up) and run monitor again"
-        ) from None
-    if not reply["ok"]:
-        raise AlertNotDelivered(
-            f"the alert receiver at {settings.alert_receiver_url} refused the drift alert: "
-            f"HTTP {reply['status_code']} {reply['body']}"
-        )
-    return summary | {"posted": True, "reply": reply}
 
 
 def monitor_and_alert(settings: Settings, options: MonitorOptions) -> dict:

@@ -7,7 +7,7 @@ uses (`aggregates.SCORE_BINS`: count, sum, min and max per bin). Spark aggregate
 per-bin rows (at most SCORE_BINS per period and version) reach the driver, never a log row.
 The normed Wasserstein distance to the version's reference then comes from the same function
 as in `monitor` (`aggregates.wasserstein_normed`), so both engines decide alike on the same
-data; `monitor.drift_rule` decides on the returned records.
+data; `alerting.drift_rule` decides on the returned records.
 """
 
 from __future__ import annotations
