@@ -26,7 +26,9 @@ def foreign_registry(monkeypatch):
     monkeypatch.setattr(tracking_globals, "_tracking_uri", tracking_globals._tracking_uri)
     monkeypatch.setattr(registry_globals, "_registry_uri", ELSEWHERE)
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", ELSEWHERE)
-    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)  # `train`'s set_experiment exports it
+    for name in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_TRACKING_URI"):  # what `train` exports
+        monkeypatch.setenv(name, "-")  # so that the undo puts back the value, or no variable
+        monkeypatch.delenv(name)
     return ELSEWHERE
 
 
@@ -43,8 +45,10 @@ def test_train_registers_on_its_tracking_server_beside_another_registry(
     for candidate in result["candidates"]:
         version = client.get_model_version(settings.model_name, candidate["version"])
         assert version.tags[COMPLETE_TAG] == "true"
-    # the fluent API follows the stage's server too, for the rest of the process
+    # the fluent API follows the stage's server too, and the registry follows the tracking URI
     assert mlflow.get_registry_uri() == settings.tracking_uri
+    mlflow.set_tracking_uri(ELSEWHERE)
+    assert mlflow.get_registry_uri() == ELSEWHERE
 
 
 def test_a_client_for_a_server_never_reads_another_registry(foreign_registry, mlflow_server):

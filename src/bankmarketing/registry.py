@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 import urllib.request
 from pathlib import Path
@@ -35,9 +36,12 @@ def client_for(tracking_uri: str) -> MlflowClient:
 
 def use_tracking_server(tracking_uri: str) -> MlflowClient:
     """Point this process's fluent MLflow API (runs, logged and registered models) at the
-    tracking server and its own registry; return `client_for` it."""
+    tracking server, its registry following it: a registry URI set earlier in the process
+    or MLFLOW_REGISTRY_URI is cleared, not replaced, so a later `mlflow.set_tracking_uri`
+    moves both again. Returns `client_for` the server."""
     mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
+    mlflow.set_registry_uri(None)  # None: the tracking URI's registry (MLflow's default)
+    os.environ.pop("MLFLOW_REGISTRY_URI", None)
     return client_for(tracking_uri)
 
 
