@@ -276,12 +276,13 @@ def all_rows_periods(settings, options):
 def old_monitor(settings, options, run_label: str) -> list[dict]:
     """The anchor: `all_rows_periods`, then `measure` on every row and `store`, as before."""
     import mlflow
-    from mlflow import MlflowClient
 
     from bankmarketing.monitoring.monitor import load_reference, measure, store
 
     mlflow.set_tracking_uri(settings.tracking_uri)
-    client = MlflowClient(settings.tracking_uri)
+    from bankmarketing.registry import client_for
+
+    client = client_for(settings.tracking_uri)
     records = []
     for period in all_rows_periods(settings, options):
         version = client.get_model_version(settings.model_name, str(period.version))
@@ -472,7 +473,6 @@ def column_drift_child(args) -> None:
     import mlflow
     import pandas as pd
     import sqlalchemy as sa
-    from mlflow import MlflowClient
 
     from bankmarketing.config import Settings
     from bankmarketing.data.schema import FEATURES
@@ -482,7 +482,9 @@ def column_drift_child(args) -> None:
 
     settings = replace(Settings.from_env(), database_url=args.url)
     mlflow.set_tracking_uri(settings.tracking_uri)
-    version = MlflowClient(settings.tracking_uri).get_model_version_by_alias(MODEL_NAME, "production")
+    from bankmarketing.registry import client_for
+
+    version = client_for(settings.tracking_uri).get_model_version_by_alias(MODEL_NAME, "production")
     reference = load_reference(settings, version)
     engine = sa.create_engine(args.url, poolclass=sa.NullPool)
     with engine.connect() as connection:
@@ -606,9 +608,10 @@ def main() -> None:
         server, uri = mlflow_server(root / "mlflow")
         settings = bench_settings(root, args.data, uri, MODEL_NAME)
         model = production_model(settings)
-        from mlflow import MlflowClient
 
-        version = MlflowClient(uri).get_model_version(MODEL_NAME, model["version"])
+        from bankmarketing.registry import client_for
+
+        version = client_for(uri).get_model_version(MODEL_NAME, model["version"])
         threshold = float(version.tags["threshold"])
         pool, later = customer_pool(settings, model["manifest"], model["version"])
         pool.attrs.update(version=model["version"], threshold=threshold)

@@ -117,6 +117,7 @@ import numpy as np
 import requests
 import sqlalchemy as sa
 
+from bankmarketing.registry import client_for
 from bankmarketing.training.candidates import CANDIDATES, REFERENCE_XGBOOST_PARAMS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.postgres: the throwaway server
@@ -359,7 +360,6 @@ def register_model(root: Path, data_path: Path, tracking_uri: str, manifest: dic
     args.challenger, a second training run of the same kind becomes the `challenger` (deploy
     --role challenger): a second version to score beside production.
     """
-    from mlflow import MlflowClient
 
     from bankmarketing.deployment import DeployOptions, deploy
     from bankmarketing.training.train import TrainOptions, train
@@ -390,7 +390,7 @@ def register_model(root: Path, data_path: Path, tracking_uri: str, manifest: dic
                 raise RuntimeError(f"deploy did not set a challenger: {challenged}")
             challenger = challenged["challenger"]
     candidate = trained["candidates"][0]
-    logged = MlflowClient(tracking_uri).get_run(candidate["run_id"]).data.params
+    logged = client_for(tracking_uri).get_run(candidate["run_id"]).data.params
     return {
         "kind": kind,
         "model_name": name,

@@ -16,14 +16,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
 from mlflow.tracking._model_registry import utils as registry_globals
 from mlflow.tracking._tracking_service import utils as tracking_globals
 
 from bankmarketing.config import DATA_PATH_VARIABLE, Settings
 from bankmarketing.data.prepare import PrepareOptions, prepare, read_split
 from bankmarketing.deployment import DeployOptions, deploy
-from bankmarketing.registry import use_tracking_server
+from bankmarketing.registry import client_for, use_tracking_server
 from bankmarketing.services import MLFLOW_RUN_CONTEXT
 from bankmarketing.serving.app import ServingConfig, create_app
 from bankmarketing.training.train import TrainOptions, train
@@ -186,7 +185,7 @@ def client(app_factory):
 def set_challenger(served) -> str:
     """The served registry's other version as its challenger (idempotent); its version."""
     settings, versions, _ = served
-    MlflowClient(settings.tracking_uri).set_registered_model_alias(
+    client_for(settings.tracking_uri).set_registered_model_alias(
         settings.model_name, "challenger", versions["other"]
     )
     return versions["other"]

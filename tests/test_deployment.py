@@ -11,7 +11,6 @@ import mlflow
 import mlflow.artifacts
 import mlflow.sklearn
 import pytest
-from mlflow import MlflowClient
 from sklearn.dummy import DummyClassifier
 from sklearn.pipeline import Pipeline
 
@@ -33,7 +32,7 @@ from bankmarketing.deployment import (
 )
 from bankmarketing.evaluation_set import evaluation_set
 from bankmarketing.features import build_features
-from bankmarketing.registry import register_candidate, training_identities
+from bankmarketing.registry import client_for, register_candidate, training_identities
 from bankmarketing.training.train import TrainOptions, train, xy
 from tests.conftest import settings_for
 
@@ -80,12 +79,12 @@ def register_uninformative_run(settings, manifest, scores: list[dict] | None = N
 
 
 def aliases(settings) -> dict[str, str]:
-    return MlflowClient(settings.tracking_uri).get_registered_model(settings.model_name).aliases
+    return client_for(settings.tracking_uri).get_registered_model(settings.model_name).aliases
 
 
 def test_gate_promotes_better_refuses_worse_and_rollback_restores(platform):
     settings, manifest = platform
-    client = MlflowClient(settings.tracking_uri)
+    client = client_for(settings.tracking_uri)
 
     dummy = register_uninformative_run(settings, manifest)
     first = deploy(settings, DeployOptions(triggered_by="test:first"))
@@ -149,7 +148,7 @@ def test_candidates_are_ranked_by_their_cross_validated_score_compared_fold_by_f
     first, second = str(int(last) - 2), str(int(last) - 1)
     with caplog.at_level("INFO", logger="bankmarketing.deployment"):
         assert stage_candidates(settings, DeployOptions()) == [second, last, first]  # the default: cv
-    tags = MlflowClient(settings.tracking_uri).get_model_version(settings.model_name, second).tags
+    tags = client_for(settings.tracking_uri).get_model_version(settings.model_name, second).tags
     assert tags["staging_ranked_by"] == "val_cv_pr_auc" and tags["staging_rank"] == "1"
     lines = {line.split()[0]: line for line in caplog.text.splitlines() if line.strip().startswith("v")}
     assert "-0.0100 +- 0.0173 per fold vs the leader: within noise" in lines[f"v{last}"]
@@ -178,7 +177,7 @@ def test_with_approval_required_the_winner_waits_for_a_person(platform):
         approve(settings, ApproveOptions(version=int(first)))
 
     second = register_uninformative_run(settings, manifest, [{"val_pr_auc": 0.99}])
-    client = MlflowClient(settings.tracking_uri)
+    client = client_for(settings.tracking_uri)
     client.set_registered_model_alias(settings.model_name, "approved-pending", second)  # as a gate would
     client.set_model_version_tag(settings.model_name, second, "pending_against", "999")
     with pytest.raises(DataError, match="not v999 the gate judged version .* against: run deploy again"):
@@ -219,7 +218,7 @@ def test_the_gate_judges_on_rows_neither_version_trained_on(platform, tmp_path):
     assert first["action"] == "promote" and "test split" in first["reason"]
     later = PrepareOptions(train_months=[*REFERENCE_MONTHS, "jun", "jul"], holdout_months=["aug"])
     retrained = train(settings, options, prepare(settings, later))["candidates"][0]
-    client = MlflowClient(settings.tracking_uri)
+    client = client_for(settings.tracking_uri)
     candidate = client.get_model_version(settings.model_name, retrained["version"])
     production = client.get_model_version(settings.model_name, first["production"])
 
@@ -257,7 +256,7 @@ def test_training_identities_are_recorded_and_match_the_splits(platform, tmp_pat
     version = train(settings, options, manifest)["candidates"][0]["version"]
     recorded = training_identities(
         settings.tracking_uri,
-        MlflowClient(settings.tracking_uri).get_model_version(settings.model_name, version),
+        client_for(settings.tracking_uri).get_model_version(settings.model_name, version),
     )
     parts = {name: set(read_split(manifest, name)[ROW_ID]) for name in ("train", "validation", "test")}
     assert recorded == parts["train"] | parts["validation"]
@@ -280,7 +279,7 @@ def test_a_fairness_bound_refuses_a_better_model_whose_gap_is_too_large(platform
     refused = deploy(settings, bounded)
     assert refused["action"] == "refuse" and refused["production"] == dummy
     assert "better" in refused["reason"] and "above the bound 0.0100" in refused["reason"]
-    version = MlflowClient(settings.tracking_uri).get_model_version(settings.model_name, refused["candidate"])
+    version = client_for(settings.tracking_uri).get_model_version(settings.model_name, refused["candidate"])
     gap, dimension = version.tags["fairness_true_positive_rate_gap"].split(" ", 1)
     assert float(gap) > 0.01 and f"by {dimension.strip('()')} is {float(gap):.4f}" in refused["reason"]
     loose = deploy(settings, DeployOptions(max_fairness_gap=1.0))
@@ -301,7 +300,7 @@ def test_a_latency_budget_refuses_a_better_model_that_serves_too_slowly(platform
             candidates=["logistic_regression"], trials=1, timeout_s=5, cv_folds=2, importance_rows=300
         ),
     )
-    client = MlflowClient(settings.tracking_uri)
+    client = client_for(settings.tracking_uri)
     newest = max(int(v.version) for v in client.search_model_versions(f"name='{settings.model_name}'"))
     tags = client.get_model_version(settings.model_name, str(newest)).tags
     measured = float(tags["serving_ms"])  # recorded by train: the compiled scorer, one customer
@@ -337,7 +336,7 @@ def test_a_challenger_is_set_beside_production_then_withdrawn_or_promoted_throug
     candidate = challenged["candidate"]
     assert challenged["action"] == "challenge" and "set as challenger" in challenged["reason"]
     assert aliases(settings)["challenger"] == candidate and aliases(settings)["production"] == dummy
-    card = MlflowClient(settings.tracking_uri).get_model_version(settings.model_name, candidate).description
+    card = client_for(settings.tracking_uri).get_model_version(settings.model_name, candidate).description
     assert "## Fairness by segment" in card  # the challenger's card, before it serves anyone
     shown = manage_challenger(settings, ChallengerOptions(action="show"))
     assert shown == {"challenger": candidate, "production": dummy, "comparisons": [], "chart": None}
@@ -372,7 +371,7 @@ def test_a_challenger_is_set_beside_production_then_withdrawn_or_promoted_throug
 
 def test_model_card_of_the_promoted_version(platform):
     settings, _ = platform
-    client = MlflowClient(settings.tracking_uri)
+    client = client_for(settings.tracking_uri)
     production = client.get_model_version_by_alias(settings.model_name, "production")
     promoted = [
         v

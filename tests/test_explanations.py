@@ -6,7 +6,6 @@ import json
 
 import mlflow.artifacts
 import pytest
-from mlflow import MlflowClient
 
 from bankmarketing.data.schema import FEATURES
 from bankmarketing.explanations import (
@@ -15,7 +14,7 @@ from bankmarketing.explanations import (
     global_explanation,
     top_reasons,
 )
-from bankmarketing.registry import load_pipeline
+from bankmarketing.registry import client_for, load_pipeline
 from bankmarketing.scoring import Scorer
 
 
@@ -29,7 +28,7 @@ def test_top_reasons_are_the_largest_positive_contributions_in_order():
 @pytest.mark.integration
 def test_the_promoted_version_carries_its_global_explanation(served):
     settings, versions, test = served
-    registry = MlflowClient(settings.tracking_uri)
+    registry = client_for(settings.tracking_uri)
     version = registry.get_model_version(settings.model_name, versions["production"])
     path = mlflow.artifacts.download_artifacts(
         run_id=version.run_id, artifact_path=EXPLANATION_ARTIFACT, tracking_uri=settings.tracking_uri

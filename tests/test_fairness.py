@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow import MlflowClient
 
 from bankmarketing.data.loading import read_raw
 from bankmarketing.fairness import (
@@ -16,6 +15,7 @@ from bankmarketing.fairness import (
     fairness_rows,
     largest_gap,
 )
+from bankmarketing.registry import client_for
 
 
 def _customers(n_young: int, n_old: int) -> pd.DataFrame:
@@ -70,7 +70,7 @@ def test_the_report_gives_the_gaps_per_split_and_agrees_with_the_gate(served, tm
     gaps = pd.DataFrame(report["gaps"])
     assert len(gaps) == 2 * 3 * 3 and gaps["gap"].between(0, 1).all()  # splits x dimensions x measures
     assert chart.read_bytes().startswith(b"\x89PNG")
-    registry = MlflowClient(settings.tracking_uri)
+    registry = client_for(settings.tracking_uri)
     tagged = registry.get_model_version(settings.model_name, versions["production"])
     gap, dimension = tagged.tags["fairness_true_positive_rate_gap"].split(" ", 1)
     on_test = gaps[(gaps["split"] == "test") & (gaps["measure"] == "true_positive_rate")]

@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from mlflow import MlflowClient
 
 from bankmarketing.data.schema import FEATURES
 from bankmarketing.database import engine_for, model_evaluation
 from bankmarketing.holdout import TestOptions, evaluate_split
+from bankmarketing.registry import client_for
 from bankmarketing.training.evaluation import classification_metrics
 
 pytestmark = pytest.mark.integration
@@ -23,7 +23,7 @@ def test_metrics_match_the_registered_model_and_are_stored_once(served):
     second = evaluate_split(settings, TestOptions())
     model = mlflow.pyfunc.load_model(f"models:/{settings.model_name}@production")
     threshold = float(
-        MlflowClient(settings.tracking_uri)
+        client_for(settings.tracking_uri)
         .get_model_version(settings.model_name, versions["production"])
         .tags["threshold"]
     )
@@ -34,7 +34,7 @@ def test_metrics_match_the_registered_model_and_are_stored_once(served):
     )
     assert first["metrics"] == pytest.approx(expected, abs=1e-12)
     assert first["rows"] == len(test) and first["model_version"] == versions["production"]
-    run = MlflowClient(settings.tracking_uri).get_run(second["mlflow_run_id"])
+    run = client_for(settings.tracking_uri).get_run(second["mlflow_run_id"])
     assert run.data.metrics["test_pr_auc"] == pytest.approx(expected["pr_auc"])
     assert run.data.tags["stage"] == "test"
     with engine_for(settings.platform_database_url).connect() as connection:

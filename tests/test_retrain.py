@@ -7,7 +7,6 @@ from dataclasses import replace
 
 import pytest
 import sqlalchemy as sa
-from mlflow import MlflowClient
 
 from bankmarketing.alerts import AlertReceiverConfig, grafana_payload
 from bankmarketing.alerts.app import create_app
@@ -16,6 +15,7 @@ from bankmarketing.data.split import REFERENCE_MONTHS
 from bankmarketing.database import engine_for, retraining
 from bankmarketing.deployment import DeployOptions, audit_trail, deploy
 from bankmarketing.options import OptionsError, parse_options
+from bankmarketing.registry import client_for
 from bankmarketing.retrain import RetrainOptions, prepare_options, window_months
 from bankmarketing.training.train import TrainOptions, train
 from tests.conftest import FakeMage, mage_run, settings_for
@@ -82,7 +82,7 @@ def in_production(tmp_path, data_csv, mlflow_server):
 @pytest.mark.integration
 def test_retrain_through_mage_trains_on_the_new_window_and_goes_through_the_gate(in_production):
     settings = in_production
-    client = MlflowClient(settings.tracking_uri)
+    client = client_for(settings.tracking_uri)
     before = client.get_model_version_by_alias(settings.model_name, "production")
     variables = {
         "period": "jul",
@@ -119,7 +119,7 @@ def test_retrain_through_mage_trains_on_the_new_window_and_goes_through_the_gate
 @pytest.mark.integration
 def test_a_failed_retrain_leaves_production_and_the_prepared_data_alone(in_production):
     settings = in_production
-    client = MlflowClient(settings.tracking_uri)
+    client = client_for(settings.tracking_uri)
     before = client.get_model_version_by_alias(settings.model_name, "production").version
     prepared = current_manifest(settings)["prepared_id"]
     result = mage_run(settings, "retrain", {"add_months": ["june"], "train": SMALL_TRAIN})

@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bankmarketing.registry import client_for
+
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / ".github" / "workflows"
 CI = ROOT / ".ci"
@@ -465,7 +467,6 @@ def test_smoke_script_fails_loudly(tmp_path, env, message):
 
 def test_model_card_export_reads_the_production_versions_card(tmp_path, monkeypatch):
     pytest.importorskip("mlflow")
-    from mlflow import MlflowClient
 
     sys.path.insert(0, str(CI))
     try:
@@ -475,7 +476,7 @@ def test_model_card_export_reads_the_production_versions_card(tmp_path, monkeypa
     from bankmarketing.config import Settings
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = MlflowClient(uri)
+    client = client_for(uri)
     experiment = client.create_experiment("cards", artifact_location=(tmp_path / "artifacts").as_uri())
     run = client.create_run(experiment)
     client.log_text(run.info.run_id, "# Model card — m version 1\n", "model_card.md")

@@ -8,8 +8,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
 
+from bankmarketing.registry import client_for
 from tests.conftest import REPO
 
 MAGE = REPO / ".venv/mage/bin/mage"
@@ -34,7 +34,7 @@ class MageProject:
             "COLUMNS": "400",  # Mage prints errors with rich, which wraps at the terminal width
         }
         self.env.pop("MLFLOW_EXPERIMENT_ID", None)  # mlflow.set_experiment in this process exports it
-        self.client = MlflowClient(tracking_uri)
+        self.client = client_for(tracking_uri)
 
     def run(self, pipeline: str, runtime_vars: str | None = None, **env) -> subprocess.CompletedProcess:
         command = [str(MAGE), "run", "mlops", pipeline]

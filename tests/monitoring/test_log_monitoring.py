@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from mlflow import MlflowClient
 
 from bankmarketing.challenger import assigned_to_challenger, compare_versions
 from bankmarketing.data.prepare import current_manifest, read_split, xy
@@ -22,7 +21,7 @@ from bankmarketing.database import (
     prediction_outcome,
 )
 from bankmarketing.monitoring.outcomes import load_outcomes
-from bankmarketing.registry import load_scorer
+from bankmarketing.registry import client_for, load_scorer
 from tests.conftest import mage_run, set_challenger
 
 pytestmark = pytest.mark.integration
@@ -122,7 +121,7 @@ def test_a_split_challenger_is_compared_with_production_once_outcomes_arrive(
         np.mean(assigned_to_challenger(ids, challenger, 0.3))
     )
     X, y = xy(june)
-    registry = MlflowClient(settings.tracking_uri)
+    registry = client_for(settings.tracking_uri)
     scores, thresholds = zip(
         *(
             (

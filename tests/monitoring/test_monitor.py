@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from mlflow import MlflowClient
 
 from bankmarketing.challenger import compare_versions
 from bankmarketing.data.prepare import prepared_manifest, read_split, xy
@@ -21,7 +20,7 @@ from bankmarketing.database import (
     monitoring_missing_values,
     monitoring_performance,
 )
-from bankmarketing.registry import load_scorer
+from bankmarketing.registry import client_for, load_scorer
 from tests.conftest import MONITORED_PERIODS, mage_run
 
 pytestmark = pytest.mark.integration
@@ -45,7 +44,7 @@ def _counts(settings) -> dict[str, int]:
 
 
 def test_the_season_scenario_is_measured_per_period_for_the_production_version(monitored):
-    production = MlflowClient(monitored.tracking_uri).get_model_version_by_alias(
+    production = client_for(monitored.tracking_uri).get_model_version_by_alias(
         monitored.model_name, "production"
     )
     drift = {r["period"]: r for r in _rows(monitored, monitoring_drift)}
@@ -76,7 +75,7 @@ def test_missing_values_count_the_data_sets_marker_unknown_per_column(monitored)
     each period stores, per input, how many of its customers have it, as counted in the data."""
     manifest = prepared_manifest(
         monitored,
-        MlflowClient(monitored.tracking_uri)
+        client_for(monitored.tracking_uri)
         .get_model_version_by_alias(monitored.model_name, "production")
         .tags["prepared_id"],
     )
@@ -122,7 +121,7 @@ def test_the_challenger_is_compared_with_production_on_every_period(monitored, s
         periods = {r["period"] for r in fairness if r["model_version"] == int(version)}
         assert periods == set(MONITORED_PERIODS), version
     # the stored comparison is the comparison of the two versions' own scores
-    registry = MlflowClient(monitored.tracking_uri)
+    registry = client_for(monitored.tracking_uri)
     sides = []
     for version in (versions["production"], versions["other"]):
         tags = registry.get_model_version(monitored.model_name, version).tags

@@ -21,10 +21,10 @@ import zlib
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
 
 from bankmarketing.data import DataError
 from bankmarketing.data.prepare import CURRENT, PrepareOptions, prepare
+from bankmarketing.registry import client_for
 from tests.conftest import REPO, mage_env, mage_run, settings_for
 
 pytestmark = pytest.mark.integration
@@ -139,7 +139,7 @@ def _said(result: subprocess.CompletedProcess) -> str:
 
 
 def _nothing_registered(settings) -> None:
-    client = MlflowClient(settings.tracking_uri)
+    client = client_for(settings.tracking_uri)
     assert client.search_model_versions(f"name='{settings.model_name}'") == []
     assert client.get_experiment_by_name(settings.experiment) is None
 

@@ -20,7 +20,7 @@ from mlflow import MlflowClient
 
 from bankmarketing.data.prepare import PrepareOptions, prepare
 from bankmarketing.deployment import PRODUCTION, STAGING_PREFIX, DeployOptions, deploy, stage_candidates
-from bankmarketing.registry import COMPLETE_TAG
+from bankmarketing.registry import COMPLETE_TAG, client_for
 from bankmarketing.training.train import TRAINING_COMPLETE_TAG, TrainOptions, train
 from tests.conftest import MAGE, REPO, mage_env, mage_run, settings_for
 
@@ -62,7 +62,7 @@ def kill_after_first_version(settings, pipeline: str, variables: dict, known_run
 
     Returns the killed training run's id.
     """
-    client = MlflowClient(settings.tracking_uri)
+    client = client_for(settings.tracking_uri)
     command = [str(MAGE), "run", "mlops", pipeline, "--runtime-vars", json.dumps(variables)]
     log = open(settings.data_dir.parent / f"{pipeline}-killed.log", "wb")
     process = subprocess.Popen(
@@ -97,7 +97,7 @@ def kill_after_first_version(settings, pipeline: str, variables: dict, known_run
 
 
 def check_killed_run_is_ignored(settings, killed: str, production: str) -> None:
-    client = MlflowClient(settings.tracking_uri)
+    client = client_for(settings.tracking_uri)
     name = settings.model_name
     run = client.get_run(killed)
     assert run.info.status == "RUNNING"  # SIGKILL: nothing ended it
@@ -115,7 +115,7 @@ def check_killed_run_is_ignored(settings, killed: str, production: str) -> None:
 
 
 def check_rerun_is_staged(settings, known_runs: set[str], production_before: str) -> set[str]:
-    client = MlflowClient(settings.tracking_uri)
+    client = client_for(settings.tracking_uri)
     name = settings.model_name
     versions = _complete_versions(client, name)
     rerun = {v.tags["training_run_id"] for v in versions} - known_runs
@@ -133,7 +133,7 @@ def check_rerun_is_staged(settings, known_runs: set[str], production_before: str
 
 def test_train_killed_mid_run_is_never_staged_and_the_rerun_is(platform):
     settings, first_run = platform
-    client = MlflowClient(settings.tracking_uri)
+    client = client_for(settings.tracking_uri)
     production = _aliases(client, settings.model_name)[PRODUCTION]
     known = {first_run}
 
@@ -150,7 +150,7 @@ def test_train_killed_mid_run_is_never_staged_and_the_rerun_is(platform):
 
 def test_retrain_killed_mid_train_is_never_staged_and_the_rerun_is(platform):
     settings, first_run = platform
-    client = MlflowClient(settings.tracking_uri)
+    client = client_for(settings.tracking_uri)
     production = _aliases(client, settings.model_name)[PRODUCTION]
     known = {v.tags["training_run_id"] for v in _complete_versions(client, settings.model_name)}
     variables = {"add_months": ["jun"], "deploy": {"build_image": False}}

@@ -9,11 +9,11 @@ import mlflow.pyfunc
 import numpy as np
 import pytest
 import sqlalchemy as sa
-from mlflow import MlflowClient
 
 from bankmarketing.config import ConfigurationError
 from bankmarketing.data.schema import FEATURES
 from bankmarketing.database import engine_for, prediction_log
+from bankmarketing.registry import client_for
 from tests.conftest import ADMIN_TOKEN
 
 pytestmark = pytest.mark.integration
@@ -142,7 +142,7 @@ def test_reload_requires_the_admin_token(client):
 def test_reload_follows_the_alias(app_factory, served):
     settings, versions, test = served
     client = app_factory().test_client()
-    registry = MlflowClient(settings.tracking_uri)
+    registry = client_for(settings.tracking_uri)
     registry.set_registered_model_alias(settings.model_name, "production", versions["other"])
     try:
         answer = client.post("/admin/reload", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).get_json()
@@ -157,7 +157,7 @@ def test_reload_follows_the_alias(app_factory, served):
 def test_with_a_switch_delay_reload_says_when_the_new_version_serves(app_factory, served):
     settings, versions, test = served
     client = app_factory(switch_delay_s=1.0).test_client()
-    registry = MlflowClient(settings.tracking_uri)
+    registry = client_for(settings.tracking_uri)
     registry.set_registered_model_alias(settings.model_name, "production", versions["other"])
     try:
         answer = client.post("/admin/reload", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).get_json()
@@ -166,12 +166,14 @@ def test_with_a_switch_delay_reload_says_when_the_new_version_serves(app_factory
         model = client.get("/model").get_json()
         assert model["version"] == versions["production"]
         assert model["next"] == {"version": versions["other"], "serving_from": answer["serving_from"]}
-        assert client.post("/predict", json={"customer": customer(test)}).get_json()["model_version"] == (
-            versions["production"]
+        assert (
+            client.post("/predict", json={"customer": customer(test)}).get_json()["model_version"]
+            == (versions["production"])
         )
         time.sleep(max(0.0, (serving_from - dt.datetime.now(dt.UTC)).total_seconds()) + 0.01)
-        assert client.post("/predict", json={"customer": customer(test)}).get_json()["model_version"] == (
-            versions["other"]
+        assert (
+            client.post("/predict", json={"customer": customer(test)}).get_json()["model_version"]
+            == (versions["other"])
         )
         assert client.get("/model").get_json()["next"] is None
     finally:

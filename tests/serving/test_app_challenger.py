@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import sqlalchemy as sa
-from mlflow import MlflowClient
 
 from bankmarketing.challenger import assigned_to_challenger
 from bankmarketing.config import ConfigurationError
 from bankmarketing.database import engine_for, prediction_log
-from bankmarketing.registry import load_scorer
+from bankmarketing.registry import client_for, load_scorer
 from tests.conftest import set_challenger
 from tests.serving.test_app import customer
 
@@ -22,7 +21,7 @@ def scorers(served):
     """Production's and the challenger's own scorers and thresholds, straight from the registry."""
     settings, versions, _ = served
     set_challenger(served)
-    client = MlflowClient(settings.tracking_uri)
+    client = client_for(settings.tracking_uri)
     return {
         role: (
             load_scorer(settings.tracking_uri, settings.model_name, versions[key]),
@@ -139,7 +138,7 @@ def test_without_a_challenger_version_production_serves_alone(app_factory, serve
 
 def test_a_withdrawn_challenger_is_dropped_at_the_next_poll(app_factory, served):
     settings, versions, test = served
-    registry = MlflowClient(settings.tracking_uri)
+    registry = client_for(settings.tracking_uri)
     registry.set_registered_model_alias(settings.model_name, "challenger-withdrawn", versions["other"])
     app = app_factory(challenger_mode="split", challenger_share=1.0, challenger_alias="challenger-withdrawn")
     client = app.test_client()

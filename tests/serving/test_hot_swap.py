@@ -12,8 +12,8 @@ import time
 
 import pytest
 import requests
-from mlflow import MlflowClient
 
+from bankmarketing.registry import client_for
 from tests.conftest import REPO
 from tests.serving.gunicorn_process import Gunicorn
 from tests.serving.test_app import customer
@@ -44,7 +44,7 @@ def test_swap_under_load_loses_no_request(served, tmp_path, trigger):
         },
         tmp_path / "gunicorn.log",
     )
-    registry = MlflowClient(settings.tracking_uri)
+    registry = client_for(settings.tracking_uri)
     results: list[tuple[float, float, int, str | None]] = []  # sent, received, status, version
     stop = threading.Event()
 

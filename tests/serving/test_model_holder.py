@@ -6,8 +6,8 @@ import json
 import time
 
 import pytest
-from mlflow import MlflowClient
 
+from bankmarketing.registry import client_for
 from bankmarketing.serving.model_holder import SWITCH_FILE, ModelHolder
 
 pytestmark = pytest.mark.integration
@@ -24,7 +24,7 @@ def test_two_workers_switch_at_the_instant_the_first_one_set(served, tmp_path):
     old, new = versions["production"], versions["other"]
     first, second = (_holder(settings, tmp_path / "cache", 2.0) for _ in range(2))
     assert first.current.version == second.current.version == old
-    registry = MlflowClient(settings.tracking_uri)
+    registry = client_for(settings.tracking_uri)
     registry.set_registered_model_alias(settings.model_name, "production", new)
     try:
         seen_at = time.time()
@@ -48,7 +48,7 @@ def test_a_rollback_gets_its_own_switch_time(served, tmp_path):
     settings, versions, _ = served
     old, new = versions["production"], versions["other"]
     holder = _holder(settings, tmp_path / "cache", 0.5)
-    registry = MlflowClient(settings.tracking_uri)
+    registry = client_for(settings.tracking_uri)
     try:
         registry.set_registered_model_alias(settings.model_name, "production", new)
         assert holder.refresh()
@@ -66,7 +66,7 @@ def test_a_rollback_gets_its_own_switch_time(served, tmp_path):
 def test_without_a_delay_the_swap_is_immediate(served, tmp_path):
     settings, versions, _ = served
     holder = _holder(settings, tmp_path / "cache", 0.0)
-    registry = MlflowClient(settings.tracking_uri)
+    registry = client_for(settings.tracking_uri)
     registry.set_registered_model_alias(settings.model_name, "production", versions["other"])
     try:
         assert holder.refresh() and holder.current.version == versions["other"]
