@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import mlflow.artifacts
+import pandas as pd
 import pytest
 
 from bankmarketing.data.schema import FEATURES
@@ -34,8 +35,15 @@ def test_the_promoted_version_carries_its_global_explanation(served):
         run_id=version.run_id, artifact_path=EXPLANATION_ARTIFACT, tracking_uri=settings.tracking_uri
     )
     logged = json.loads(open(path).read())
-    scorer = Scorer.from_pipeline(load_pipeline(settings.tracking_uri, settings.model_name, version.version))
-    assert logged == json.loads(json.dumps(global_explanation(scorer, test)))  # deploy's, reproduced
+    pipeline = load_pipeline(settings.tracking_uri, settings.model_name, version.version)
+    assert logged == json.loads(json.dumps(global_explanation(Scorer.from_pipeline(pipeline), test)))
+    # independently of the scorer: each outcome's mean score is the pipeline's on the same sample
+    sample = test.sample(logged["rows"], random_state=0).reset_index(drop=True)
+    proba = pipeline.predict_proba(sample[list(FEATURES)])[:, 1]
+    by_outcome = pd.Series(proba).groupby(sample["poutcome"].astype(str).to_numpy()).agg(["size", "mean"])
+    for row in logged["dependence"]["poutcome"]:
+        assert row["rows"] == by_outcome.loc[row["bin"], "size"]
+        assert row["mean_score"] == pytest.approx(by_outcome.loc[row["bin"], "mean"], abs=1e-9)
     importance = [row["mean_abs_contribution"] for row in logged["importance"]]
     assert importance == sorted(importance, reverse=True) and importance[0] > 0
     assert {row["feature"] for row in logged["importance"]} == set(FEATURES)

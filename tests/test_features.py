@@ -35,10 +35,12 @@ def test_engineered_features():
 
 
 def test_output_columns_are_fixed_by_the_schema_not_the_data():
-    features = build_features(scale_numeric=False).fit(pd.DataFrame([RECORD] * 3))
+    with_duration = pd.DataFrame([RECORD | {"duration": 300}] * 3)  # known only after the call
+    features = build_features(scale_numeric=False).fit(with_duration)
     names = list(features.get_feature_names_out())
     assert len(names) == sum(len(v) for v in CATEGORIES.values()) + 6 + 2
-    assert "month_nov" in names and "duration" not in names
+    assert "month_nov" in names and not [n for n in names if "duration" in n]
+    assert features.transform(with_duration).shape[1] == len(names)
     assert all(f in FEATURES for f in RECORD)
 
 

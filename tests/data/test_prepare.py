@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -59,6 +60,9 @@ def test_no_customer_is_in_two_splits(prepared):
     ids = {name: set(read_split(manifest, name)[ROW_ID]) for name in ("train", "validation", "test")}
     assert not ids["train"] & ids["validation"] and not ids["train"] & ids["test"]
     assert not ids["validation"] & ids["test"]
+    # together they are the training window, each customer once
+    assert ids["train"] | ids["validation"] | ids["test"] == set(read_split(manifest, "reference")[ROW_ID])
+    assert not ids["validation"] & ids["test"]
     window = read_split(manifest, "reference")
     twins = window[window.duplicated(ROW_ID, keep=False)]  # identical features, another call
     assert len(twins) >= 2  # the data set has such customers; each pair shares one split
@@ -113,7 +117,9 @@ def test_outputs_are_parquet_with_types(prepared):
     _, manifest = prepared
     train = read_split(manifest, "train")
     assert str(train["balance"].dtype) == "int64"
-    assert (manifest["path"] + "/train.parquet").endswith(".parquet")
+    for entry in [*manifest["splits"].values(), *manifest["season"].values()]:
+        written = Path(manifest["path"]) / entry["file"]
+        assert written.suffix == ".parquet" and written.read_bytes()[:4] == b"PAR1"
 
 
 def test_duration_is_never_a_feature():
