@@ -8,6 +8,7 @@ Postgres streams the rows by COPY, parsed by Arrow; other databases by a cursor.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import threading
@@ -35,25 +36,29 @@ from bankmarketing.predictions import by_role
 #: Log rows read from the database at a time: memory holds one chunk and the aggregates.
 CHUNK_ROWS = 50_000
 _LOG_COLUMNS = ("id", "request_id", "at", "model_version", "score", "arm", "shadow_version", "shadow_score")
-_FEATURE_SCHEMA = None  # the Arrow schema of the `features` JSON, built on first use
+
+
+@functools.cache
+def _feature_schema():
+    """The Arrow schema of the `features` JSON (pyarrow is imported on first use)."""
+    import pyarrow as pa
+
+    return pa.schema([(c, pa.string() if c in CATEGORIES else pa.int64()) for c in FEATURES])
 
 
 def _feature_frame(texts) -> pd.DataFrame:
     """The 15 features of each row's `features` JSON (an Arrow string array or a list of str):
     numbers as `DataFrame.from_records` of the parsed objects gives them, texts as pandas
     Categoricals (a key not there: empty). Parsed by Arrow, without a Python object per value."""
-    global _FEATURE_SCHEMA
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.json as pa_json
 
-    if _FEATURE_SCHEMA is None:
-        _FEATURE_SCHEMA = pa.schema([(c, pa.string() if c in CATEGORIES else pa.int64()) for c in FEATURES])
     texts = texts if isinstance(texts, pa.Array) else pa.array(texts, pa.string())
     if not len(texts):
         return pd.DataFrame({c: pd.Series(dtype=object if c in CATEGORIES else "int64") for c in FEATURES})
     lines = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(texts)], pa.int32()), texts), "\n")
-    options = pa_json.ParseOptions(explicit_schema=_FEATURE_SCHEMA, unexpected_field_behavior="ignore")
+    options = pa_json.ParseOptions(explicit_schema=_feature_schema(), unexpected_field_behavior="ignore")
     try:
         table = pa_json.read_json(pa.BufferReader(lines[0].as_buffer()), parse_options=options)
     except pa.ArrowInvalid:  # values of another JSON type than the contract's: as they are
