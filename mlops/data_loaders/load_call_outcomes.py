@@ -1,8 +1,8 @@
 """outcomes · 1: load call outcomes of past predictions; report how many predictions they label."""
 
 from bankmarketing.config import Settings
-from bankmarketing.monitoring.outcomes import OutcomesOptions, load_outcomes
 from bankmarketing.options import parse_options
+from bankmarketing.predictions.outcomes import OutcomesOptions, load_outcomes
 
 if "data_loader" not in globals():
     from mage_ai.data_preparation.decorators import data_loader

@@ -100,7 +100,7 @@ def _stages():
     from bankmarketing.fairness import FairnessOptions, fairness_report
     from bankmarketing.holdout import TestOptions, evaluate_split
     from bankmarketing.monitoring.monitor import MonitorOptions, monitor_and_alert
-    from bankmarketing.monitoring.outcomes import OutcomesOptions, load_outcomes
+    from bankmarketing.predictions.outcomes import OutcomesOptions, load_outcomes
     from bankmarketing.retrain import RetrainOptions, retrain
     from bankmarketing.serving.build_context import PredictorBuildOptions, build_predictor
     from bankmarketing.training.train import TrainOptions, train

@@ -16,8 +16,8 @@ from bankmarketing.data.schema import MONTHS
 from bankmarketing.data.split import CALENDAR, LATER_MONTHS, REFERENCE_MONTHS
 from bankmarketing.database import engine_for, monitoring_performance
 from bankmarketing.deployment import DeployOptions, deploy
-from bankmarketing.monitoring.outcomes import labelled_predictions
 from bankmarketing.options import StageOptions, only_known
+from bankmarketing.predictions.outcomes import labelled_predictions
 from bankmarketing.training.train import TrainOptions, train
 
 

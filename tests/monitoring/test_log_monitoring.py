@@ -20,7 +20,7 @@ from bankmarketing.database import (
     monitoring_performance,
     prediction_outcome,
 )
-from bankmarketing.monitoring.outcomes import load_outcomes
+from bankmarketing.predictions.outcomes import load_outcomes
 from bankmarketing.registry import client_for, load_scorer
 from tests.conftest import mage_run, set_challenger
 

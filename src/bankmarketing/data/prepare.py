@@ -20,8 +20,8 @@ from bankmarketing.data.identity import ROW_ID, with_row_ids
 from bankmarketing.data.schema import FEATURES, MONTHS, TARGET, build_schema
 from bankmarketing.data.split import REFERENCE_MONTHS, season_scenario, split_train_validation_test
 from bankmarketing.data.validation import check_bad_share, validate
-from bankmarketing.monitoring.outcomes import labelled_predictions
 from bankmarketing.options import StageOptions, only_known
+from bankmarketing.predictions.outcomes import labelled_predictions
 
 log = logging.getLogger(__name__)
 CURRENT = "current.json"

@@ -15,6 +15,8 @@ LATER_SEASONS = {"jun-aug": ("jun", "jul", "aug"), "sep-nov": ("sep", "oct", "no
 LATER_MONTHS = tuple(m for months in LATER_SEASONS.values() for m in months)
 #: The scenario's twelve months in the order production lives through them.
 CALENDAR = (*REFERENCE_MONTHS, *LATER_MONTHS)
+#: The periods `monitor` measures by default: the held-out test split, then each later month.
+SEASON_PERIODS = ("test", *LATER_MONTHS)
 
 
 def split_train_validation_test(

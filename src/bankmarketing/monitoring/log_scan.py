@@ -31,7 +31,7 @@ from bankmarketing.monitoring.aggregates import (
 )
 from bankmarketing.monitoring.drift import PREDICTION, TARGET
 from bankmarketing.monitoring.periods import GRANULARITY, Comparison, Period, period_name, period_starts
-from bankmarketing.predictions import by_role
+from bankmarketing.predictions.record import by_role
 
 #: Log rows read from the database at a time: memory holds one chunk and the aggregates.
 CHUNK_ROWS = 50_000

@@ -84,12 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     from bankmarketing.config import Settings
     from bankmarketing.data import DataError
     from bankmarketing.data.prepare import current_manifest, prepared_manifest, read_split
-    from bankmarketing.monitoring.monitor import MonitorOptions
+    from bankmarketing.data.split import SEASON_PERIODS
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--prepared-id", help="a prepared data version (default: the current one)")
     parser.add_argument(
-        "--periods", nargs="+", default=MonitorOptions().periods, help="season periods (default: monitor's)"
+        "--periods", nargs="+", default=list(SEASON_PERIODS), help="season periods (default: monitor's)"
     )
     args = parser.parse_args(argv)
     settings = Settings.from_env()

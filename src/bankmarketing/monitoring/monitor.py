@@ -30,7 +30,7 @@ from bankmarketing.config import Settings
 from bankmarketing.data import DataError
 from bankmarketing.data.prepare import prepared_manifest, read_split, xy
 from bankmarketing.data.schema import FEATURES
-from bankmarketing.data.split import LATER_MONTHS
+from bankmarketing.data.split import LATER_MONTHS, SEASON_PERIODS
 from bankmarketing.monitoring.aggregates import (
     SAMPLE_ROWS,
     exact_period_metrics,
@@ -59,7 +59,7 @@ class MonitorOptions(StageOptions):
     alias: str = Field("production", description="registry alias whose reference is compared")
     source: Literal["batch", "log"] = Field("batch", description="labelled batches or the prediction log")
     periods: list[str] = Field(
-        ["test", *LATER_MONTHS], min_length=1, description="batch periods: test, validation, jun ... nov"
+        list(SEASON_PERIODS), min_length=1, description="batch periods: test, validation, jun ... nov"
     )
     since: dt.datetime | None = Field(None, description="log: first instant (default: until - 7 days)")
     until: dt.datetime | None = Field(None, description="log: end, exclusive (default: now)")

@@ -32,11 +32,11 @@ from bankmarketing.config import (
     check_credential,
     env,
 )
-from bankmarketing.monitoring.outcomes import repeated_request_ids, store_outcomes
+from bankmarketing.predictions.log import PredictionLog
+from bankmarketing.predictions.outcomes import repeated_request_ids, store_outcomes
 from bankmarketing.scoring import ExplanationUnavailable
 from bankmarketing.serving.model_holder import ModelHolder
 from bankmarketing.serving.openapi import openapi_document
-from bankmarketing.serving.prediction_log import PredictionLog
 from bankmarketing.serving.predictor import NoModelLoaded, Predictor
 from bankmarketing.serving.schemas import (
     DEFAULT_MAX_BATCH,

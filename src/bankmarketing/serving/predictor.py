@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from bankmarketing.challenger import assigned_to_challenger
-from bankmarketing.predictions import PredictionRow, prediction_row
+from bankmarketing.predictions.log import PredictionLog
+from bankmarketing.predictions.record import PredictionRow, prediction_row
 from bankmarketing.serving.model_holder import LoadedModel, ModelHolder
-from bankmarketing.serving.prediction_log import PredictionLog
 
 
 class NoModelLoaded(Exception):

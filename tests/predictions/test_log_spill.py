@@ -9,9 +9,9 @@ import pytest
 import sqlalchemy as sa
 
 from bankmarketing.database import engine_for, prediction_log
-from bankmarketing.serving import prediction_log as module
-from bankmarketing.serving.prediction_log import PredictionLog
-from tests.serving.test_prediction_log import _count, _row
+from bankmarketing.predictions import log as module
+from bankmarketing.predictions.log import PredictionLog
+from tests.predictions.test_log import _count, _row
 
 
 @pytest.fixture

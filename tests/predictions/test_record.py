@@ -6,7 +6,7 @@ import datetime as dt
 
 import pandas as pd
 
-from bankmarketing.predictions import PredictionRow, by_role, prediction_row
+from bankmarketing.predictions.record import PredictionRow, by_role, prediction_row
 
 AT = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)
 

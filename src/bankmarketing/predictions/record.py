@@ -2,8 +2,8 @@
 "two versions scored this customer" is written into it and read back out of it.
 
 The predictor builds a `PredictionRow` per customer (`serving/predictor.py`) and hands it to
-the writer (`serving/prediction_log.py`); `monitor` (`monitoring/log_scan.py`), the outcomes
-join and retraining (`monitoring/outcomes.py`) read the rows back.
+the writer (`predictions/log.py`); `monitor` (`monitoring/log_scan.py`), the outcomes
+join and retraining (`predictions/outcomes.py`) read the rows back.
 """
 
 from __future__ import annotations

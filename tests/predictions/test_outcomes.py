@@ -11,7 +11,7 @@ import pytest
 
 from bankmarketing.data.prepare import prepare
 from bankmarketing.data.split import REFERENCE_MONTHS
-from bankmarketing.monitoring.outcomes import labelled_predictions
+from bankmarketing.predictions.outcomes import labelled_predictions
 from bankmarketing.retrain import RetrainOptions, prepare_options
 from tests.conftest import ADMIN_TOKEN, mage_run
 from tests.ui.conftest import customer

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from bankmarketing.database import engine_for, prediction_log
-from bankmarketing.serving.prediction_log import PredictionLog
+from bankmarketing.predictions.log import PredictionLog
 
 
 def _row(i: int) -> dict:
