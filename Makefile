@@ -28,7 +28,7 @@ endif
 # CI/CD targets used by .github/workflows (images, drift check, release).
 -include .ci/targets.mk
 
-.PHONY: help setup up down mlflow mlflow-stop prepare train deploy test-model fairness rollback approve challenger monitor outcomes retrain serve receiver ui build-predictor demo mage-ui test test-fast screenshots lint bench season clean
+.PHONY: help setup up down mlflow mlflow-stop migrate prepare train deploy test-model fairness rollback approve challenger monitor outcomes retrain serve receiver ui build-predictor demo mage-ui test test-fast screenshots lint bench season clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -58,28 +58,31 @@ up: setup ## start the local stack (MLflow, Mage, predictor, alert receiver, Str
 down: ## stop the local stack started by `make up` (no process is left behind)
 	@$(APP)/python -m bankmarketing.services down
 
+migrate: setup ## upgrade the platform database (DATABASE_URL, else SQLite in data/) to the newest schema
+	@$(APP)/bankmarketing migrate
+
 mlflow: setup ## start the MLflow tracking server in the background (if not already up)
 	@$(APP)/python -m bankmarketing.services start mlflow
 
 mlflow-stop: ## stop the background MLflow server started by `make mlflow`
 	@$(APP)/python -m bankmarketing.services stop mlflow
 
-prepare: setup ## run the Mage `prepare` pipeline (VARS='{"seed": 1}' to override variables)
+prepare: setup migrate ## run the Mage `prepare` pipeline (VARS='{"seed": 1}' to override variables)
 	$(MAGE)/mage run mlops prepare $(if $(VARS),--runtime-vars '$(VARS)')
 
 train: setup mlflow ## run the Mage `train` pipeline (VARS='{"trials": 5}' to override variables)
 	$(MAGE)/mage run mlops train $(if $(VARS),--runtime-vars '$(VARS)')
 
-deploy: setup mlflow ## run the Mage `deploy` pipeline: stage, gate, promote (VARS='{"margin": 0.01}')
+deploy: setup migrate mlflow ## run the Mage `deploy` pipeline: stage, gate, promote (VARS='{"margin": 0.01}')
 	$(MAGE)/mage run mlops deploy $(if $(VARS),--runtime-vars '$(VARS)')
 
-test-model: setup mlflow ## run the Mage `test` pipeline: production model on the test split (VARS='{"split": "jun"}')
+test-model: setup migrate mlflow ## run the Mage `test` pipeline: production model on the test split (VARS='{"split": "jun"}')
 	$(MAGE)/mage run mlops test $(if $(VARS),--runtime-vars '$(VARS)')
 
-fairness: setup mlflow ## fairness gaps of the production version on the test split and Jun–Nov, chart in images/
+fairness: setup migrate mlflow ## fairness gaps of the production version on the test split and Jun–Nov, chart in images/
 	$(APP)/bankmarketing fairness --chart images/fairness-gaps.png
 
-rollback: setup mlflow ## move the `production` alias back to `previous` (audited)
+rollback: setup migrate mlflow ## move the `production` alias back to `previous` (audited)
 	$(APP)/bankmarketing rollback
 
 .PHONY: backup restore
@@ -90,26 +93,26 @@ restore: setup ## restore a backup, the stack stopped (make down): make restore 
 	@test -n "$(BACKUP)" || { echo "usage: make restore BACKUP=backups/bankmarketing-<time> [FORCE=1]" >&2; exit 2; }
 	$(APP)/bankmarketing restore "$(BACKUP)" $(if $(FORCE),--force)
 
-approve: setup mlflow ## with DEPLOY_REQUIRE_APPROVAL=true: promote the waiting version, VERSION=N (audited)
+approve: setup migrate mlflow ## with DEPLOY_REQUIRE_APPROVAL=true: promote the waiting version, VERSION=N (audited)
 	$(APP)/bankmarketing approve --version $(VERSION)
 
-challenger: setup mlflow ## the challenger and its comparisons with production (ACTION=promote|withdraw; chart in images/)
+challenger: setup migrate mlflow ## the challenger and its comparisons with production (ACTION=promote|withdraw; chart in images/)
 	$(APP)/bankmarketing challenger $(if $(ACTION),--action $(ACTION),--chart images/challenger-vs-production.png)
 
-monitor: setup mlflow ## run the Mage `monitor` pipeline: Evidently metrics per period into the database (VARS='{"source": "log"}')
+monitor: setup migrate mlflow ## run the Mage `monitor` pipeline: Evidently metrics per period into the database (VARS='{"source": "log"}')
 	$(MAGE)/mage run mlops monitor $(if $(VARS),--runtime-vars '$(VARS)')
 
-outcomes: setup ## load call outcomes of past predictions: make outcomes FILE=outcomes.csv (request_id, subscribed)
+outcomes: setup migrate ## load call outcomes of past predictions: make outcomes FILE=outcomes.csv (request_id, subscribed)
 	$(APP)/bankmarketing outcomes --path "$(FILE)"
 
-retrain: setup mlflow ## run the Mage `retrain` pipeline by hand: newest window, train, gate (VARS='{"period": "aug"}')
+retrain: setup migrate mlflow ## run the Mage `retrain` pipeline by hand: newest window, train, gate (VARS='{"period": "aug"}')
 	$(MAGE)/mage run mlops retrain $(if $(VARS),--runtime-vars '$(VARS)')
 
-serve: setup ## run the predictor (gunicorn) on http://127.0.0.1:9696, following the `production` alias
+serve: setup migrate ## run the predictor (gunicorn) on http://127.0.0.1:9696, following the `production` alias
 	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/$(RUN_DIR)/prometheus PREDICTOR_HOST=127.0.0.1 \
 	$(APP)/gunicorn -c python:bankmarketing.serving.gunicorn_conf 'bankmarketing.serving.app:create_app()'
 
-receiver: setup ## run the alert receiver (gunicorn) on http://127.0.0.1:6790: Grafana's webhook -> Mage retrain
+receiver: setup migrate ## run the alert receiver (gunicorn) on http://127.0.0.1:6790: Grafana's webhook -> Mage retrain
 	$(APP)/gunicorn -c python:bankmarketing.alerts.gunicorn_conf 'bankmarketing.alerts.app:create_app()'
 
 ui: setup ## run the Streamlit tester on http://127.0.0.1:8501 (calls the predictor at PREDICTOR_URL)
@@ -133,7 +136,7 @@ demo: setup up ## the local stack, then Mage prepare, train, deploy, test and mo
 	$(APP)/python -m bankmarketing.services summary && \
 	$(APP)/python -m bankmarketing.services up
 
-mage-ui: setup ## start the Mage UI and scheduler on http://127.0.0.1:6789
+mage-ui: setup migrate ## start the Mage UI and scheduler on http://127.0.0.1:6789
 	$(MAGE)/mage start mlops
 
 test: setup ## the whole test suite (unit, data, model behaviour, integration with Mage/MLflow/Postgres, notebook)

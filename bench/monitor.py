@@ -154,9 +154,9 @@ def load_log(url: str, pool, picks, days: int, labelled_share: float, parquet: P
     import pandas as pd
     import sqlalchemy as sa
 
-    from bankmarketing.database import engine_for
+    from bankmarketing.database import migrate_database
 
-    engine_for(url)  # the platform's schema, by its migrations
+    migrate_database(url)  # the platform's schema, as `bankmarketing migrate` makes it
     rng = np.random.default_rng(1)
     rows = len(picks)
     seconds = np.sort(rng.uniform(0, days * 86_400, rows))  # the log's ids follow time

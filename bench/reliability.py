@@ -139,9 +139,9 @@ def main() -> None:
         (root / "predict.json").write_bytes(body)
         port = base.free_port()
         database = f"sqlite:///{root / 'platform.db'}"
-        from bankmarketing.database import engine_for
+        from bankmarketing.database import migrate_database
 
-        engine_for(database).dispose()
+        migrate_database(database)  # as `make up` does
         env = base.server_env(
             MLFLOW_TRACKING_URI=uri,
             MODEL_NAME=MODEL_NAME,

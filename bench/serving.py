@@ -663,13 +663,11 @@ def predictor_server(
     """The predictor under gunicorn (2 workers) serving `name`@production; files in `folder`;
     its platform database `database` (default: a new SQLite file, the local stack's default);
     `app` another WSGI app of the predictor (found on bench/ too)."""
-    from bankmarketing.database import engine_for
+    from bankmarketing.database import migrate_database
 
     port = free_port()
     database = database or f"sqlite:///{folder / f'platform-{tag}.db'}"
-    # The tables first: both workers creating them at once in a new SQLite file race,
-    # and the loser fails to boot ("table ... already exists").
-    engine_for(database).dispose()
+    migrate_database(database)  # the tables first, as `make up` and compose do
     env = server_env(
         MLFLOW_TRACKING_URI=uri,
         MODEL_NAME=name,

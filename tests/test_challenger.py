@@ -20,6 +20,7 @@ from bankmarketing.challenger import (
     stored_comparisons,
 )
 from bankmarketing.database import engine_for, monitoring_challenger
+from tests.conftest import migrated
 
 
 def scored(seed: int = 0, rows: int = 3_000, signal: tuple[float, float] = (0.8, 1.0)):
@@ -157,7 +158,7 @@ def test_correction_applies_to_real_comparisons_and_skips_one_class_periods():
 
 
 def test_stored_comparisons_are_corrected_per_pair_and_source(tmp_path):
-    database = f"sqlite:///{tmp_path / 'platform.db'}"
+    database = migrated(f"sqlite:///{tmp_path / 'platform.db'}")
     empty = {c.name: None for c in monitoring_challenger.columns if c.name != "id"}
     families = {("batch", 2): [0.02, 0.30, 0.60], ("log", 2): [0.02], ("batch", 3): [0.01, 0.04, 0.03, 0.20]}
     rows = []

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from bankmarketing.config import Settings, check_credential
 from bankmarketing.data import DataError
+from bankmarketing.database import SchemaOutOfDate
 from bankmarketing.options import OptionsError, parse_options
 
 
@@ -140,6 +141,23 @@ def _backup_or_restore(settings: Settings, command: str, args: dict) -> int:
     return 0
 
 
+def migrate_platform_database(settings: Settings) -> int:
+    """Upgrade the platform database to the newest schema and say what changed."""
+    import sqlalchemy as sa
+
+    from bankmarketing.database import migrate_database
+
+    where = sa.make_url(settings.platform_database_url).render_as_string(hide_password=True)
+    try:
+        before, after = migrate_database(settings.platform_database_url)
+    except Exception as exc:  # unreachable server, refused credentials, a failed migration
+        print(f"error: the platform database {where} was not migrated: {exc}", file=sys.stderr)
+        return 3
+    change = "up to date" if before == after else f"upgraded from {before or 'an empty database'}"
+    print(f"platform database {where}: schema revision {after} ({change})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bankmarketing", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -157,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     restore = commands.add_parser("restore", help="restore a backup (stop the stack first: make down)")
     restore.add_argument("archive", help="a backup folder (with manifest.json) or its .tar.gz")
     restore.add_argument("--force", action="store_true", help="replace existing data")
+    commands.add_parser("migrate", help="upgrade the platform database to the newest schema")
     args = vars(parser.parse_args(argv))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()
@@ -168,12 +187,14 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["MLFLOW_AUTH_CONFIG_PATH"] = str(auth)
         argv = mlflow_server_command(settings, args["host"], args["port"])
         os.execvp(argv[0], argv)
+    if command == "migrate":
+        return migrate_platform_database(settings)
     if command in ("backup", "restore"):
         return _backup_or_restore(settings, command, args)
     options_model, run = stages[command]
     try:
         result = run(settings, parse_options(options_model, args))
-    except (DataError, OptionsError) as exc:
+    except (DataError, OptionsError, SchemaOutOfDate) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except ConnectionError as exc:

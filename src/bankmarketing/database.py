@@ -1,8 +1,10 @@
 """The platform database: its tables, their migrations and an engine per URL (SQLite or Postgres).
 
 The schema is owned by the Alembic migrations in `bankmarketing/migrations`; the tables below
-mirror them for queries. Every process that opens the database first upgrades it to the newest
-revision, under a lock, so concurrent workers never race.
+mirror them for queries. Migrating is an explicit step (`bankmarketing migrate`, run by `make up`,
+compose's `migrate` service and the tests), under a lock so concurrent runs never race. Every
+process checks the schema when it first opens the database and stops with the command to run
+if it is behind, rather than failing later on a missing table or column.
 """
 
 from __future__ import annotations
@@ -309,16 +311,64 @@ def _migration_lock(engine: sa.Engine):
         yield
 
 
-def migrate(engine: sa.Engine, revision: str = "head") -> None:
-    """Upgrade the database to `revision` (default: the newest) with the package's migrations."""
-    from alembic import command
+class SchemaOutOfDate(RuntimeError):
+    """The platform database is not at the revision this code needs."""
+
+
+def _alembic_config():
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
-    with _migration_lock(engine), engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+    return config
+
+
+@lru_cache(maxsize=1)
+def head_revision() -> str:
+    """The newest revision of the package's migrations: the schema this code reads and writes."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+
+
+def schema_revision(engine: sa.Engine) -> str | None:
+    """The database's revision (None: never migrated)."""
+    from alembic.migration import MigrationContext
+
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+        return context.get_current_revision()
+
+
+def migrate(engine: sa.Engine, revision: str = "head") -> tuple[str | None, str | None]:
+    """Upgrade the database to `revision` (default: the newest) with the package's migrations;
+    (the revision before, the revision after)."""
+    from alembic import command
+
+    config = _alembic_config()
+    with _migration_lock(engine):
+        before = schema_revision(engine)
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+    return before, schema_revision(engine)
+
+
+def migrate_database(url: str) -> tuple[str | None, str | None]:
+    """`bankmarketing migrate`: upgrade the database at `url` to the newest schema; (before, after)."""
+    return migrate(engine_for(url, check_schema=False))
+
+
+def require_current_schema(engine: sa.Engine) -> None:
+    """Raise `SchemaOutOfDate`, naming the command to run, unless the database is at the head."""
+    found, needed = schema_revision(engine), head_revision()
+    if found != needed:
+        where = engine.url.render_as_string(hide_password=True)
+        state = "has no platform tables yet" if found is None else f"is at schema revision {found}"
+        raise SchemaOutOfDate(
+            f"the platform database {where} {state}; this code needs revision {needed}. "
+            "Run `bankmarketing migrate` (or `make migrate`; `make up` and compose do it) and retry."
+        )
 
 
 def _write_ahead_log(dbapi_connection, _record) -> None:
@@ -328,12 +378,14 @@ def _write_ahead_log(dbapi_connection, _record) -> None:
 
 
 @lru_cache(maxsize=8)
-def engine_for(url: str) -> sa.Engine:
-    """One engine per URL, its database upgraded to the newest schema (SQLite: in WAL mode)."""
+def engine_for(url: str, *, check_schema: bool = True) -> sa.Engine:
+    """One engine per URL (SQLite: in WAL mode), its schema checked to be the newest unless
+    `check_schema` is False (for `migrate` itself)."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url, pool_pre_ping=True)
     if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
         sa.event.listen(engine, "connect", _write_ahead_log)
-    migrate(engine)
+    if check_schema:
+        require_current_schema(engine)
     return engine

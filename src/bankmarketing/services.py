@@ -261,6 +261,11 @@ def up(root: Path, timeout_s: float = 240.0) -> str:
         raise SystemExit(
             f"refusing to start: something already answers for {', '.join(busy)} ({urls[busy[0]]})"
         )
+    migrated = subprocess.run(
+        [f"{env['APP_BIN']}/bankmarketing", "migrate"], cwd=root, env=env, capture_output=True, text=True
+    )
+    if migrated.returncode != 0:
+        raise SystemExit(f"refusing to start: {migrated.stderr.strip() or migrated.stdout.strip()}")
     folder.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(env["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
     Path(env["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True)

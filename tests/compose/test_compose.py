@@ -272,6 +272,7 @@ def test_the_platform_services_are_all_there():
         "check-secrets",
         "postgres",
         "mlflow",
+        "migrate",
         "mage",
         "grafana",
         "predictor",
@@ -297,7 +298,7 @@ def test_every_long_running_service_has_a_health_check_and_a_restart_policy():
 
 def test_one_shot_jobs_are_explicit_and_waited_for_by_exit_code():
     jobs = {name for name, service in services().items() if one_shot(service)}
-    assert jobs == {"check-secrets"}
+    assert jobs == {"check-secrets", "migrate"}
     for job in jobs:
         assert services()[job]["healthcheck"] == {"disable": True}, "a job has no health to probe"
     for name, service in services().items():
@@ -320,6 +321,22 @@ def test_dependencies_follow_what_each_service_talks_to():
     assert {"postgres"} <= deps["alerts"]
     assert {"postgres", "alerts"} <= deps["grafana"]
     assert {"predictor"} <= deps["streamlit"]
+
+
+def test_every_service_of_the_platform_tables_starts_after_they_are_migrated():
+    """`bankmarketing migrate` on the platform database; nothing else migrates it."""
+    job = services()["migrate"]
+    assert job["command"] == ["bankmarketing", "migrate"]
+    platform = job["environment"]["DATABASE_URL"]
+    assert platform.endswith("@postgres:5432/monitoring")
+    users = {
+        name for name, s in services().items() if (s.get("environment") or {}).get("DATABASE_URL") == platform
+    }
+    assert users >= {"predictor", "alerts", "migrate"}
+    for name in users - {"migrate"} | {"mage"}:
+        assert services()[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}, (
+            name
+        )
 
 
 # --- users -------------------------------------------------------------------------------

@@ -168,7 +168,7 @@ def monitoring(monitored):
 
 def _mage_database(postgres_url, tmp_path_factory, script: str) -> tuple[sa.Engine, int]:
     """A Mage database made by `script` in Mage's environment, and the runs it holds."""
-    url = postgres_url(f"mage_{uuid.uuid4().hex[:8]}")
+    url = postgres_url(f"mage_{uuid.uuid4().hex[:8]}", migrate=False)  # Mage's, not the platform's
     home = tmp_path_factory.mktemp("mage")
     env = {**os.environ, "MAGE_DATABASE_CONNECTION_URL": url, "MAGE_DATA_DIR": str(home)}
     done = subprocess.run(
@@ -249,9 +249,9 @@ def test_every_panel_query_runs_and_returns_its_columns(monitoring, mage_engine)
 
 
 def test_on_an_empty_stack_every_panel_shows_no_data(postgres_url, empty_mage_engine):
-    """Fresh stack: the platform's tables migrated (the receiver does it at start), Mage's too,
-    no rows. The variables find nothing (value ''); every query still runs and returns no rows,
-    which Grafana shows as "No data", not as an SQL error."""
+    """Fresh stack: the platform's tables migrated (`bankmarketing migrate`, run by `make up`
+    and compose), Mage's too, no rows. The variables find nothing (value ''); every query still
+    runs and returns no rows, which Grafana shows as "No data", not as an SQL error."""
     engine = engine_for(postgres_url(f"empty_{uuid.uuid4().hex[:8]}"))
     variables = _variables(engine)
     assert variables == {"model_name": "", "model_version": ""}

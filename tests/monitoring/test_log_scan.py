@@ -25,6 +25,7 @@ from bankmarketing.monitoring.log_scan import log_comparisons, log_periods, read
 from bankmarketing.monitoring.missing import missing_by_column
 from bankmarketing.monitoring.monitor import MonitorOptions
 from bankmarketing.monitoring.periods import period_start
+from tests.conftest import migrated
 
 pytestmark = pytest.mark.integration
 SINCE = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)
@@ -114,7 +115,11 @@ def _whole_window(url: str, model_name: str, options: MonitorOptions) -> pd.Data
 @pytest.fixture(params=["postgres", "sqlite"])
 def logged(request, postgres_url, data_csv, settings, tmp_path):
     name = f"scanned_{uuid.uuid4().hex[:8]}"  # its own rows, should the server be shared
-    url = postgres_url(name) if request.param == "postgres" else f"sqlite:///{tmp_path / 'platform.db'}"
+    url = (
+        postgres_url(name)
+        if request.param == "postgres"
+        else migrated(f"sqlite:///{tmp_path / 'platform.db'}")
+    )
     _write_log(url, data_csv, name)
     return replace(settings, database_url=url, model_name=name)
 

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from bankmarketing.database import engine_for, prediction_log
 from bankmarketing.predictions.log import PredictionLog
+from tests.conftest import migrated
 
 
 def _row(i: int) -> dict:
@@ -35,7 +36,7 @@ def _count(url: str) -> int:
 
 
 def test_rows_beyond_capacity_are_dropped_and_the_rest_written_at_close(tmp_path):
-    url = f"sqlite:///{tmp_path}/log.db"
+    url = migrated(f"sqlite:///{tmp_path}/log.db")
     log = PredictionLog(url, capacity=250, batch_size=100, flush_interval_s=30)
     log.append([_row(i) for i in range(200)])
     log.append([_row(i) for i in range(200, 300)])  # 50 fit
@@ -46,7 +47,7 @@ def test_rows_beyond_capacity_are_dropped_and_the_rest_written_at_close(tmp_path
 
 
 def test_a_full_batch_is_written_before_the_flush_interval(tmp_path):
-    url = f"sqlite:///{tmp_path}/log.db"
+    url = migrated(f"sqlite:///{tmp_path}/log.db")
     log = PredictionLog(url, batch_size=10, flush_interval_s=60).start()
     log.append([_row(i) for i in range(25)])
     deadline = time.monotonic() + 10
@@ -58,7 +59,7 @@ def test_a_full_batch_is_written_before_the_flush_interval(tmp_path):
 
 
 def test_a_writer_that_falls_behind_slows_requests_down_and_drops_nothing(tmp_path):
-    url = f"sqlite:///{tmp_path}/log.db"
+    url = migrated(f"sqlite:///{tmp_path}/log.db")
     log = PredictionLog(url, capacity=100, batch_size=50, flush_interval_s=30).start()
     for start in range(0, 5_000, 50):  # appending outruns any writer: the queue fills at once
         log.append([_row(i) for i in range(start, start + 50)])
@@ -68,7 +69,7 @@ def test_a_writer_that_falls_behind_slows_requests_down_and_drops_nothing(tmp_pa
 
 
 def test_a_request_waits_for_room_at_most_max_wait_then_the_rows_are_counted_as_dropped(tmp_path):
-    url = f"sqlite:///{tmp_path}/log.db"
+    url = migrated(f"sqlite:///{tmp_path}/log.db")
     engine_for(url)  # the table exists before the lock is taken
     blocker = sqlite3.connect(tmp_path / "log.db", isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")  # the writer's insert waits on the lock
@@ -91,7 +92,7 @@ def test_a_request_waits_for_room_at_most_max_wait_then_the_rows_are_counted_as_
 def store_url(request, tmp_path, postgres_url) -> str:
     """The local stack's SQLite file, or a real Postgres (written through COPY)."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/log.db"
+        return migrated(f"sqlite:///{tmp_path}/log.db")
     return postgres_url(f"log_{uuid.uuid4().hex[:8]}")
 
 

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from bankmarketing.database import engine_for, prediction_log
 from bankmarketing.predictions import log as module
 from bankmarketing.predictions.log import PredictionLog
+from tests.conftest import migrated
 from tests.predictions.test_log import _count, _row
 
 
@@ -37,7 +38,7 @@ def _wait(condition, timeout_s: float = 20) -> None:
 
 def _log(tmp_path, **overrides) -> PredictionLog:
     options = {"capacity": 100, "batch_size": 20, "flush_interval_s": 0.02, "retry_s": 0.1}
-    url = f"sqlite:///{tmp_path}/log.db"
+    url = migrated(f"sqlite:///{tmp_path}/log.db")
     return PredictionLog(url, spill_dir=tmp_path / "spill", **(options | overrides))
 
 

@@ -13,7 +13,7 @@ from bankmarketing.data.prepare import prepare
 from bankmarketing.data.split import REFERENCE_MONTHS
 from bankmarketing.predictions.outcomes import labelled_predictions
 from bankmarketing.retrain import RetrainOptions, prepare_options
-from tests.conftest import ADMIN_TOKEN, mage_run
+from tests.conftest import ADMIN_TOKEN, mage_run, migrated
 from tests.ui.conftest import customer
 
 pytestmark = pytest.mark.integration
@@ -26,7 +26,9 @@ def logged(served, app_factory, tmp_path):
     """Settings on a fresh platform database and data folder; 6 October customers predicted
     through the API (logged); the client and their request ids."""
     settings, _, test = served
-    settings = replace(settings, database_url=f"sqlite:///{tmp_path}/platform.db", data_dir=tmp_path / "data")
+    settings = replace(
+        settings, database_url=migrated(f"sqlite:///{tmp_path}/platform.db"), data_dir=tmp_path / "data"
+    )
     october = test.assign(month="oct").reset_index(drop=True)
     client = app_factory(settings={"database_url": settings.database_url}).test_client()
     ids = [

@@ -25,7 +25,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis.generation.modes import GenerationMode
 
 from bankmarketing.serving.app import ServingConfig, create_app
-from tests.conftest import ADMIN_TOKEN, REPO
+from tests.conftest import ADMIN_TOKEN, REPO, migrated
 from tests.serving.gunicorn_process import Gunicorn
 from tests.serving.test_app import customer
 
@@ -270,7 +270,7 @@ def live(served, tmp_path_factory):
             "MODEL_NAME": settings_.model_name,
             "MLFLOW_TRACKING_URI": settings_.tracking_uri,
             "PREDICTOR_CACHE_DIR": str(folder / "cache"),
-            "DATABASE_URL": f"sqlite:///{folder}/platform.db",
+            "DATABASE_URL": migrated(f"sqlite:///{folder}/platform.db"),
             "PREDICTOR_WORKERS": "2",
             "PREDICTOR_MAX_BODY_BYTES": str(256 * 1024),
         },

@@ -16,6 +16,7 @@ import requests
 
 from bankmarketing.data.schema import FEATURES
 from bankmarketing.serving.build_context import SERVING_DISTRIBUTIONS, PredictorBuildOptions, build_predictor
+from tests.conftest import migrated
 from tests.serving.gunicorn_process import Gunicorn
 from tests.serving.test_app import customer
 
@@ -59,7 +60,7 @@ def test_context_installs_fresh_and_serves_the_registry_scores(served, tmp_path)
             "MODEL_NAME": settings.model_name,
             "MLFLOW_TRACKING_URI": "http://127.0.0.1:9",
             "PREDICTOR_CACHE_DIR": str(cache),
-            "DATABASE_URL": f"sqlite:///{tmp_path}/platform.db",
+            "DATABASE_URL": migrated(f"sqlite:///{tmp_path}/platform.db"),
             "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prometheus"),
             "PYTHONPATH": "",
         },

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from bankmarketing.registry import client_for
-from tests.conftest import REPO
+from tests.conftest import REPO, migrated
 from tests.serving.gunicorn_process import Gunicorn
 from tests.serving.test_app import customer
 
@@ -38,7 +38,7 @@ def test_swap_under_load_loses_no_request(served, tmp_path, trigger):
             "PREDICTOR_CACHE_DIR": str(tmp_path / "cache"),
             "PREDICTOR_POLL_SECONDS": "0.5" if trigger == "poll" else "3600",
             "PREDICTOR_ADMIN_TOKEN": ADMIN_TOKEN,
-            "DATABASE_URL": f"sqlite:///{tmp_path}/platform.db",
+            "DATABASE_URL": migrated(f"sqlite:///{tmp_path}/platform.db"),
             "PREDICTOR_WORKERS": "2",
             "PREDICTOR_SWITCH_DELAY_SECONDS": "3",
         },

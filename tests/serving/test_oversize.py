@@ -16,7 +16,7 @@ import time
 import pytest
 import requests
 
-from tests.conftest import ADMIN_TOKEN, REPO
+from tests.conftest import ADMIN_TOKEN, REPO, migrated
 from tests.serving.gunicorn_process import Gunicorn
 from tests.serving.http_clients import CLIENTS, assert_413, raw_request, read_answer
 from tests.serving.test_app import customer
@@ -50,7 +50,7 @@ def live(served, tmp_path_factory):
             "MODEL_NAME": settings.model_name,
             "MLFLOW_TRACKING_URI": settings.tracking_uri,
             "PREDICTOR_CACHE_DIR": str(folder / "cache"),
-            "DATABASE_URL": f"sqlite:///{folder}/platform.db",
+            "DATABASE_URL": migrated(f"sqlite:///{folder}/platform.db"),
             "PREDICTOR_WORKERS": "2",
             "PREDICTOR_ADMIN_TOKEN": ADMIN_TOKEN,
             "PREDICTOR_MAX_BODY_BYTES": str(LIMIT),

@@ -25,7 +25,7 @@ from bankmarketing.targeting import plan_campaign
 from bankmarketing.ui import views
 from bankmarketing.ui.client import PredictorClient
 from bankmarketing.ui.customers import DEFAULT_CUSTOMER, scored_frame
-from tests.conftest import set_challenger
+from tests.conftest import migrated, set_challenger
 from tests.ui.conftest import customer
 
 pytestmark = pytest.mark.integration
@@ -262,7 +262,7 @@ def challenger_predictor(app_factory, served, tmp_path, monkeypatch):
     """A predictor in split mode (25 %) with the registry's other version as challenger, its platform
     database a fresh SQLite file; PREDICTOR_URL points at it. Yields (url, database URL)."""
     set_challenger(served)
-    database = f"sqlite:///{tmp_path / 'platform.db'}"
+    database = migrated(f"sqlite:///{tmp_path / 'platform.db'}")
     app = app_factory(settings={"database_url": database}, challenger_mode="split", challenger_share=0.25)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)

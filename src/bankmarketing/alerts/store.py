@@ -43,7 +43,7 @@ def _aware(moment: dt.datetime | None) -> dt.datetime | None:
 @lru_cache(maxsize=8)
 def _engine(url: str) -> sa.Engine:
     """The platform engine; on SQLite one whose transactions start with BEGIN IMMEDIATE."""
-    engine = engine_for(url)  # migrates to the newest schema under a lock
+    engine = engine_for(url)  # stops with `bankmarketing migrate` to run if the schema is behind
     if engine.dialect.name != "sqlite":
         return engine
     immediate = sa.create_engine(url, connect_args={"timeout": 30})

@@ -160,7 +160,7 @@ class PredictionLog:
 
     def start(self) -> PredictionLog:
         try:
-            engine_for(self.database_url)  # create the table before the first request
+            engine_for(self.database_url)  # its schema checked before the first request
         except Exception as exc:  # the database is down: the writer keeps trying
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.warning("prediction log: the database is unreachable at start: %s", exc)
