@@ -121,20 +121,9 @@ ui: setup ## run the Streamlit tester on http://127.0.0.1:8501 (calls the predic
 build-predictor: setup mlflow ## write (and build, if Docker runs) the predictor image context in build/predictor
 	$(APP)/bankmarketing build-predictor
 
-demo: setup up ## the local stack, then Mage prepare, train, deploy, test and monitor; ends with the model served
-	@start=$$(date +%s); \
-	$(MAGE)/mage run mlops prepare && \
-	$(MAGE)/mage run mlops train $(if $(VARS),--runtime-vars '$(VARS)') && \
-	echo "prepare + train took $$(( $$(date +%s) - start )) s" && \
-	$(MAGE)/mage run mlops deploy && \
-	for split in test validation train; do \
-	  $(MAGE)/mage run mlops test --runtime-vars "{\"split\": \"$$split\"}" || exit 1; \
-	done && \
-	echo "prepare + train + deploy + test took $$(( $$(date +%s) - start )) s" && \
-	$(MAGE)/mage run mlops monitor --runtime-vars '{"alert": false}' && \
-	echo "... + monitor (season scenario) took $$(( $$(date +%s) - start )) s" && \
-	$(APP)/python -m bankmarketing.services summary && \
-	$(APP)/python -m bankmarketing.services up
+demo: setup up ## the local stack, then Mage prepare, train, deploy, test and monitor: a line per stage, the rest in .run/demo.log
+	@$(APP)/python -m bankmarketing.demo --mage $(MAGE)/mage --log $(RUN_DIR)/demo.log $(if $(VARS),--train-vars '$(VARS)')
+	@$(APP)/python -m bankmarketing.services up
 
 mage-ui: setup migrate ## start the Mage UI and scheduler on http://127.0.0.1:6789
 	$(MAGE)/mage start mlops

@@ -75,42 +75,6 @@ def stop(name: str) -> str:
     return f"{name} stopped (pid {pid})"
 
 
-def summary(settings: Settings) -> str:
-    """Where to look after `make demo`: the UIs, the training run and registered versions."""
-    from bankmarketing.registry import client_for
-
-    client = client_for(settings.tracking_uri)
-    versions = client.search_model_versions(f"name='{settings.model_name}'")
-    if not versions:
-        return f"no versions of {settings.model_name!r} at {settings.tracking_uri} yet: run `make demo`"
-    latest_run = max(versions, key=lambda v: v.creation_timestamp).tags.get("training_run_id")
-    newest = sorted(
-        (v for v in versions if v.tags.get("training_run_id") == latest_run),
-        key=lambda v: -float(v.tags.get("val_cv_pr_auc", v.tags.get("val_pr_auc", 0))),
-    )
-    production = client.get_registered_model(settings.model_name).aliases.get("production")
-    base = settings.tracking_uri.rstrip("/")
-
-    def figure(version, tag: str) -> str:
-        return f"{float(version.tags[tag]):.4f}" if tag in version.tags else "   -  "
-
-    lines = [
-        "",
-        f"MLflow UI        {base}  (registered model: {base}/#/models/{settings.model_name})",
-        f"training run     {latest_run}",
-        "candidates, as deploy ranks them (PR-AUC cross-validated on the training split; validation beside):",
-        *(
-            f"  version {v.version:>3}  {v.tags.get('candidate', '?'):<24} "
-            f"CV PR-AUC {figure(v, 'val_cv_pr_auc')} +- {figure(v, 'val_cv_pr_auc_std')}  "
-            f"validation PR-AUC {figure(v, 'val_pr_auc')}  ROC-AUC {figure(v, 'val_roc_auc')}"
-            + ("  <- production" if v.version == production else "")
-            for v in newest
-        ),
-        "next             make monitor (drift per period), make down (stop the stack)",
-    ]
-    return "\n".join(lines)
-
-
 #: The Procfile's processes, in the order they start and are checked.
 STACK = ("mlflow", "mage", "predictor", "alerts", "streamlit")
 #: Secrets the local stack needs; generated once into .run/local-secrets.env when unset.
@@ -364,12 +328,10 @@ def main(argv: list[str]) -> int:
         print(start_mlflow(settings))
     elif action == "stop" and rest:
         print(stop(rest[0]))
-    elif action == "summary":
-        print(summary(settings))
     elif action in ("up", "down"):
         print((up if action == "up" else down)(Path.cwd()))
     else:
-        print("usage: python -m bankmarketing.services start mlflow | stop NAME | summary | up | down")
+        print("usage: python -m bankmarketing.services start mlflow | stop NAME | up | down")
         return 2
     return 0
 
