@@ -28,7 +28,7 @@ endif
 # CI/CD targets used by .github/workflows (images, drift check, release).
 -include .ci/targets.mk
 
-.PHONY: help setup up down mlflow mlflow-stop migrate prepare train deploy test-model fairness rollback approve challenger monitor outcomes retrain serve receiver ui build-predictor demo mage-ui test test-fast screenshots lint bench season clean
+.PHONY: help setup up down mlflow mlflow-stop migrate prepare train deploy test-model fairness rollback approve challenger monitor outcomes retrain serve receiver ui build-predictor demo mage-ui test test-fast screenshots figures lint bench season clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -136,6 +136,9 @@ test-fast: setup ## tests that start no service
 
 screenshots: setup ## README's screenshots (images/): the stack in Chromium, its model trained with train's default search
 	SCREENSHOT_DIR=$(CURDIR)/images $(APP)/python -m pytest tests/test_services.py -k "mage_ui or mlflow_ui or streamlit" -p no:cacheprovider
+
+figures: setup ## after `make demo`: rewrite README's rows it measures (candidates, drift per period) from the registry and database
+	$(APP)/python bench/figures.py
 
 lint: setup ## ruff
 	$(APP)/ruff check src tests bench mlops

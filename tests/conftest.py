@@ -30,6 +30,23 @@ from bankmarketing.training.train import TrainOptions, train
 from tests.postgres import PG_BIN, Postgres, free_port  # noqa: F401  (the tests import them from here)
 
 REPO = Path(__file__).resolve().parents[1]
+#: Fixtures that start a real service (a server process or a database server): a test that
+#: uses one must be marked `integration`, so `make test-fast` (-m "not integration") starts none.
+SERVICE_FIXTURES = {
+    *("mlflow_server", "postgres_url", "served", "monitored", "mage_project", "live_receiver", "stack")
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    unmarked = [
+        item.nodeid
+        for item in items
+        if SERVICE_FIXTURES & set(item.fixturenames) and item.get_closest_marker("integration") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(
+            "these tests start a service but are not marked integration: " + ", ".join(unmarked)
+        )
 
 
 @pytest.fixture(scope="session")

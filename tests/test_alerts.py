@@ -472,6 +472,7 @@ def receiver_env(settings, mage_url: str) -> dict[str, str]:
     return env
 
 
+@pytest.mark.integration
 def test_100_identical_alerts_at_once_under_gunicorn_start_exactly_one_retraining(
     database_settings, mage, tmp_path
 ):
@@ -493,6 +494,7 @@ def test_100_identical_alerts_at_once_under_gunicorn_start_exactly_one_retrainin
     assert len(rows(database_settings, alert_event)) == 100
 
 
+@pytest.mark.integration
 def test_gunicorn_refuses_to_start_without_credentials(settings, tmp_path):
     env = receiver_env(settings, "http://127.0.0.1:9") | {"ALERT_RECEIVER_TOKEN": "CHANGE_ME"}
     receiver = Receiver(env, tmp_path / "receiver.log")
@@ -520,6 +522,7 @@ def live_receiver(tmp_path_factory, data_csv):
     receiver.stop()
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("kind", CLIENTS)
 def test_every_client_gets_the_receivers_json_413_on_every_endpoint(live_receiver, kind):
     """`requests`, `urllib` and raw sockets (tests/serving/http_clients.py), 5.4 MB: the JSON 413
@@ -532,6 +535,7 @@ def test_every_client_gets_the_receivers_json_413_on_every_endpoint(live_receive
     assert requests.get(f"{live_receiver.url}/health", timeout=5).status_code == 200
 
 
+@pytest.mark.integration
 def test_a_stalled_alert_body_gets_a_json_408_at_the_bound(live_receiver):
     head, body = raw_request(f"{live_receiver.url}/alerts", json.dumps(fixture("firing")).encode())
     with socket.create_connection(("127.0.0.1", live_receiver.port), timeout=30) as connection:

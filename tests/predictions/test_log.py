@@ -88,12 +88,12 @@ def test_a_request_waits_for_room_at_most_max_wait_then_the_rows_are_counted_as_
     assert _count(url) == log.written == 20
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request, tmp_path, postgres_url) -> str:
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
+def store_url(request, tmp_path) -> str:
     """The local stack's SQLite file, or a real Postgres (written through COPY)."""
     if request.param == "sqlite":
         return migrated(f"sqlite:///{tmp_path}/log.db")
-    return postgres_url(f"log_{uuid.uuid4().hex[:8]}")
+    return request.getfixturevalue("postgres_url")(f"log_{uuid.uuid4().hex[:8]}")
 
 
 def test_rows_are_stored_exactly_and_a_replayed_batch_once(store_url):
