@@ -261,7 +261,7 @@ def up(root: Path, timeout_s: float = 240.0) -> str:
             )
             raise SystemExit(f"{why}; stack stopped. End of {log_path}:\n{tail}")
     _write_stack_env(folder, env)
-    return f"the stack is up (pid {process.pid}, log {log_path})\n" + _where(env)
+    return f"{migrated.stdout.strip()}\nthe stack is up (pid {process.pid}, log {log_path})\n" + _where(env)
 
 
 #: What `make` targets run beside the stack need to reach it (read by the Makefile).
