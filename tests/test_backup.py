@@ -38,7 +38,7 @@ from bankmarketing.backup import BackupError, Locations
 from bankmarketing.cli import mlflow_server_command
 from bankmarketing.config import Settings
 from bankmarketing.database import engine_for, metadata
-from tests.conftest import MlflowServer, fluent_mlflow_on
+from tests.conftest import MlflowServer, fluent_mlflow_on, migrated
 
 REPO = Path(__file__).resolve().parents[1]
 UTC = dt.UTC
@@ -145,7 +145,7 @@ def fill_platform(url: str, model_name: str, start: int = 0) -> None:
     """Rows in the platform tables the drill checks: prediction log, outcomes, monitoring, audit."""
     tables = metadata.tables
     at = dt.datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
-    engine = engine_for(url)
+    engine = engine_for(migrated(url))
     with engine.begin() as connection:
         connection.execute(
             tables["prediction_log"].insert(),

@@ -34,7 +34,7 @@ from bankmarketing.evaluation_set import evaluation_set
 from bankmarketing.features import build_features
 from bankmarketing.registry import client_for, register_candidate, training_identities
 from bankmarketing.training.train import TrainOptions, train, xy
-from tests.conftest import settings_for
+from tests.conftest import migrated, settings_for
 
 pytestmark = pytest.mark.integration
 
@@ -210,6 +210,7 @@ def test_margin_refuses_a_model_that_is_better_but_not_by_enough(platform):
 def test_the_gate_judges_on_rows_neither_version_trained_on(platform, tmp_path):
     settings, _ = platform
     settings = replace(settings, data_dir=tmp_path / "data", model_name=f"judged-{uuid.uuid4().hex[:6]}")
+    migrated(settings.platform_database_url)
     options = TrainOptions(
         candidates=["logistic_regression"], trials=1, timeout_s=5, cv_folds=2, importance_rows=300
     )
@@ -249,6 +250,7 @@ def test_the_gate_judges_on_rows_neither_version_trained_on(platform, tmp_path):
 def test_training_identities_are_recorded_and_match_the_splits(platform, tmp_path):
     settings, _ = platform
     settings = replace(settings, data_dir=tmp_path / "data", model_name=f"ids-{uuid.uuid4().hex[:6]}")
+    migrated(settings.platform_database_url)
     manifest = prepare(settings, PrepareOptions())
     options = TrainOptions(
         candidates=["logistic_regression"], trials=1, timeout_s=5, cv_folds=2, importance_rows=300

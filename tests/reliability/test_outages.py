@@ -20,7 +20,7 @@ import requests
 import sqlalchemy as sa
 
 from bankmarketing.database import engine_for, prediction_log
-from tests.conftest import PG_BIN, REPO, Postgres, mage_env
+from tests.conftest import PG_BIN, REPO, Postgres, mage_env, migrated
 from tests.reliability.monitor_outage import PERIOD_TABLES
 from tests.serving.gunicorn_process import Gunicorn
 from tests.serving.test_app import customer
@@ -81,7 +81,7 @@ def _logged(url: str) -> tuple[int, int]:
 
 def test_predictions_during_a_database_outage_are_spilled_and_logged_once(served, app_factory, pg, tmp_path):
     test = served[2]
-    url = pg.create_database(f"outage_{uuid.uuid4().hex[:8]}")
+    url = migrated(pg.create_database(f"outage_{uuid.uuid4().hex[:8]}"))
     app = app_factory(settings={"database_url": url}, log_memory_rows=400)
     log, client = app.extensions["bankmarketing"]["predictions"], app.test_client()
 
@@ -124,7 +124,7 @@ def _gauges(text: str) -> dict[str, float]:
 
 def test_a_predictor_stopped_during_an_outage_spills_and_the_next_start_writes(served, pg, tmp_path):
     settings, _, test = served
-    url = pg.create_database(f"stop_{uuid.uuid4().hex[:8]}")
+    url = migrated(pg.create_database(f"stop_{uuid.uuid4().hex[:8]}"))
     env = {
         "MODEL_NAME": settings.model_name,
         "MLFLOW_TRACKING_URI": settings.tracking_uri,
@@ -214,7 +214,7 @@ def _as_given(given: dict, periods: list[str]) -> dict[str, dict[str, int]]:
 
 def _proxied_database(served, pg, prefix: str):
     """`served`'s settings on a new database, its URL with PASSWORD; the URL without."""
-    url = pg.create_database(f"{prefix}_{uuid.uuid4().hex[:8]}")
+    url = migrated(pg.create_database(f"{prefix}_{uuid.uuid4().hex[:8]}"))
     with_password = sa.engine.make_url(url).set(password=PASSWORD).render_as_string(hide_password=False)
     return replace(served[0], database_url=with_password), url
 
