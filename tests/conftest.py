@@ -59,6 +59,16 @@ def data_csv() -> Path:
     return path
 
 
+def bench_module(name: str):
+    """bench/NAME.py loaded as a module (bench/ is scripts, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"{name}_bench", REPO / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def settings_for(
     root: Path, data_csv: Path, tracking_uri: str = "http://127.0.0.1:9", name: str | None = None
 ) -> Settings:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from bankmarketing.data import identity
 from bankmarketing.data.loading import read_raw
 from bankmarketing.data.validation import validate
 from bankmarketing.training.train import TrainOptions
+from tests.conftest import bench_module
 
 REPO = Path(__file__).resolve().parents[1]
 FINAL_LINE = re.compile(r"season backtest: mean_delta_roc_auc=-?\d\.\d{3} months=\d+ overlap_rows=0")
@@ -21,10 +21,7 @@ FINAL_LINE = re.compile(r"season backtest: mean_delta_roc_auc=-?\d\.\d{3} months
 
 @pytest.fixture(scope="module")
 def season():
-    spec = importlib.util.spec_from_file_location("season_bench", REPO / "bench/season.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_module("season")
 
 
 @pytest.fixture(scope="module")
