@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bankmarketing.registry import client_for
-from tests.conftest import REPO
+from tests.conftest import REPO, settings_for
 
 MAGE = REPO / ".venv/mage/bin/mage"
 #: A reduced search budget: every candidate, but few trials (the full budget is for demo).
@@ -23,6 +23,7 @@ class MageProject:
     def __init__(self, root: Path, data_path: Path, tracking_uri: str):
         self.model_name = f"test-model-{uuid.uuid4().hex[:8]}"
         self.data_dir = root / "data"
+        settings_for(root, data_path, tracking_uri, self.model_name)  # its platform database migrated
         self.env = {
             **os.environ,
             "BANK_DATA_PATH": str(data_path),

@@ -85,7 +85,7 @@ def test_prepare_train_deploy_test_through_mage(mage_project, tmp_path):
 
 
 def test_prepare_then_train_with_mlflow_on_postgres(tmp_path, data_csv, postgres_url):
-    url = postgres_url("mlflow")
+    url = postgres_url("mlflow", migrate=False)  # MLflow's store: MLflow makes its own tables
     server = MlflowServer(tmp_path / "mlflow-pg", database_url=url)
     try:
         project = MageProject(tmp_path, data_csv, server.uri)
