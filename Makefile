@@ -33,22 +33,26 @@ endif
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
+# pip's output goes to .run/setup-<env>.log; a failure prints its end and stops.
+INSTALL_LOG = $(RUN_DIR)/setup-$(1).log
+define install
+	@mkdir -p $(RUN_DIR); start=$$(date +%s); echo "setting up the $(1) environment (.venv/$(1); log $(INSTALL_LOG))"; \
+	{ $(PYTHON) -m venv $(VENV)/$(1) && \
+	  $(VENV)/$(1)/bin/pip install --upgrade pip && \
+	  $(VENV)/$(1)/bin/pip install -r $(2) && \
+	  $(VENV)/$(1)/bin/pip install --no-deps -e . && \
+	  $(3) \
+	  $(VENV)/$(1)/bin/pip check; } > $(INSTALL_LOG) 2>&1 \
+	|| { echo "FAILED setting up .venv/$(1); the end of $(INSTALL_LOG):" >&2; tail -n 25 $(INSTALL_LOG) >&2; exit 1; }; \
+	echo "the $(1) environment is ready ($$(( $$(date +%s) - start )) s)"
+	@touch $(VENV)/$(1)/.installed
+endef
+
 $(VENV)/app/.installed: requirements.txt constraints.txt pyproject.toml
-	$(PYTHON) -m venv $(VENV)/app
-	$(APP)/pip install --quiet --upgrade pip
-	$(APP)/pip install --quiet -r requirements.txt
-	$(APP)/pip install --quiet --no-deps -e .
-	$(APP)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
-	$(APP)/pip check
-	touch $@
+	$(call install,app,requirements.txt,$(APP)/python -m ipykernel install --sys-prefix --name python3 &&)
 
 $(VENV)/mage/.installed: requirements-mage.txt constraints.txt pyproject.toml
-	$(PYTHON) -m venv $(VENV)/mage
-	$(MAGE)/pip install --quiet --upgrade pip
-	$(MAGE)/pip install --quiet -r requirements-mage.txt
-	$(MAGE)/pip install --quiet --no-deps -e .
-	$(MAGE)/pip check
-	touch $@
+	$(call install,mage,requirements-mage.txt,)
 
 setup: $(VENV)/app/.installed $(VENV)/mage/.installed ## create both Python environments (app and Mage)
 
