@@ -17,7 +17,14 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from bankmarketing import database
-from bankmarketing.database import VERSION_TABLE, SchemaOutOfDate, engine_for, metadata, migrate
+from bankmarketing.database import (
+    VERSION_TABLE,
+    SchemaOutOfDate,
+    engine_for,
+    metadata,
+    migrate,
+    migrate_database,
+)
 
 
 def _schema_differences(engine: sa.Engine) -> list:
@@ -27,9 +34,8 @@ def _schema_differences(engine: sa.Engine) -> list:
 
 
 def _migrated(url: str) -> sa.Engine:
-    engine = engine_for(url, check_schema=False)
-    migrate(engine)
-    return engine
+    migrate_database(url)
+    return engine_for(url)
 
 
 def test_migrations_create_exactly_the_declared_tables_on_sqlite(tmp_path):
@@ -108,13 +114,13 @@ def test_opening_a_database_behind_the_code_names_the_command_to_run(tmp_path):
     with pytest.raises(SchemaOutOfDate, match=r"has no platform tables yet.*Run `bankmarketing migrate`"):
         engine_for(url)
     assert sa.inspect(sa.create_engine(url)).get_table_names() == []  # nothing created
-    migrate(engine_for(url, check_schema=False), "0008_challenger_holm")
+    assert migrate_database(url, "0008_challenger_holm") == (None, "0008_challenger_holm")
     with pytest.raises(
         SchemaOutOfDate,
         match=rf"is at schema revision 0008_challenger_holm; this code needs revision {_newest_revision()}",
     ):
         engine_for(url)
-    migrate(engine_for(url, check_schema=False))
+    migrate_database(url)
     assert engine_for(url).dialect.name == "sqlite"
 
 

@@ -18,7 +18,8 @@ def test_each_stage_line_reads_its_figure_from_where_the_stage_stored_it(served,
     settings, versions, test = served
     prepared = demo.prepared_figure(settings)
     assert re.fullmatch(
-        r"45,211 rows \(0 quarantined\): train [\d,]+ / validation [\d,]+ / test ([\d,]+); 6 later periods",
+        r"45,211 rows \(0 quarantined\): train [\d,]+ / validation [\d,]+ / test ([\d,]+); "
+        r"later months jun, jul, aug, sep, oct, nov",
         prepared,
     ), prepared
     assert prepared.rsplit("test ", 1)[1].startswith(f"{len(test):,};")

@@ -354,11 +354,6 @@ def migrate(engine: sa.Engine, revision: str = "head") -> tuple[str | None, str 
     return before, schema_revision(engine)
 
 
-def migrate_database(url: str) -> tuple[str | None, str | None]:
-    """`bankmarketing migrate`: upgrade the database at `url` to the newest schema; (before, after)."""
-    return migrate(engine_for(url, check_schema=False))
-
-
 def require_current_schema(engine: sa.Engine) -> None:
     """Raise `SchemaOutOfDate`, naming the command to run, unless the database is at the head."""
     found, needed = schema_revision(engine), head_revision()
@@ -377,15 +372,33 @@ def _write_ahead_log(dbapi_connection, _record) -> None:
     dbapi_connection.execute("PRAGMA journal_mode=WAL")
 
 
-@lru_cache(maxsize=8)
-def engine_for(url: str, *, check_schema: bool = True) -> sa.Engine:
-    """One engine per URL (SQLite: in WAL mode), its schema checked to be the newest unless
-    `check_schema` is False (for `migrate` itself)."""
+def _new_engine(url: str) -> sa.Engine:
+    """An engine for `url`; SQLite files in WAL mode, their folder created."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url, pool_pre_ping=True)
     if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
         sa.event.listen(engine, "connect", _write_ahead_log)
-    if check_schema:
+    return engine
+
+
+def migrate_database(url: str, revision: str = "head") -> tuple[str | None, str | None]:
+    """`bankmarketing migrate`: upgrade the database at `url` to `revision` (default: the
+    newest); (before, after). Its connections are closed when it returns."""
+    engine = _new_engine(url)
+    try:
+        return migrate(engine, revision)
+    finally:
+        engine.dispose()
+
+
+@lru_cache(maxsize=8)
+def engine_for(url: str) -> sa.Engine:
+    """One engine per URL, its schema checked to be the newest (`SchemaOutOfDate` otherwise)."""
+    engine = _new_engine(url)
+    try:
         require_current_schema(engine)
+    except Exception:
+        engine.dispose()
+        raise
     return engine

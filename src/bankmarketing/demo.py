@@ -63,9 +63,10 @@ def prepared_figure(settings: Settings) -> str:
 
     manifest = current_manifest(settings)
     splits = " / ".join(f"{name} {part['rows']:,}" for name, part in manifest["splits"].items())
+    later = [name for name in manifest["season"] if name != "reference"]
     return (
         f"{manifest['rows']:,} rows ({manifest['quarantined_rows']} quarantined): {splits}; "
-        f"{len(manifest['season'])} later periods"
+        f"later months {', '.join(later)}"
     )
 
 
