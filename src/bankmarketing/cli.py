@@ -178,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("migrate", help="upgrade the platform database to the newest schema")
     args = vars(parser.parse_args(argv))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # `migrate` says what it did in one line
     settings = Settings.from_env()
     command = args.pop("command")
     if command == "mlflow-server":
