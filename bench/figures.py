@@ -22,11 +22,8 @@ import re
 import sys
 from pathlib import Path
 
-import sqlalchemy as sa
-
 from bankmarketing.config import Settings
-from bankmarketing.database import engine_for, model_evaluation, monitoring_drift
-from bankmarketing.demo import latest_candidates
+from bankmarketing.demo import latest_candidates, latest_evaluation, stored_drift
 from bankmarketing.training.evaluation import paired_difference
 from bankmarketing.training.train import CV_FOLDS_TAG
 
@@ -49,21 +46,6 @@ def _marker(name: str) -> str:
     return f"<!-- figures:{name} -->"
 
 
-def _test_evaluation(settings: Settings, version: str) -> dict | None:
-    query = (
-        sa.select(model_evaluation)
-        .where(
-            (model_evaluation.c.model_name == settings.model_name)
-            & (model_evaluation.c.model_version == int(version))
-            & (model_evaluation.c.split == "test")
-        )
-        .order_by(model_evaluation.c.id.desc())
-        .limit(1)
-    )
-    with engine_for(settings.platform_database_url).connect() as connection:
-        return connection.execute(query).mappings().first()
-
-
 def candidates_row(settings: Settings) -> str:
     _, ranked, production = latest_candidates(settings)
     if not ranked:
@@ -80,8 +62,8 @@ def candidates_row(settings: Settings) -> str:
             text += f" ({mean:+.4f} ± {sd:.4f}, {'within' if close else 'beyond'} noise)"
         others.append(text)
     served = next((v for v in ranked if v.version == production), None)
-    tag = {name: float(leader.tags.get(name, "nan")) for name in ("val_cv_pr_auc", "val_cv_pr_auc_std")}
-    tag |= {name: float(leader.tags.get(name, "nan")) for name in ("val_pr_auc", "val_roc_auc")}
+    names = ("val_cv_pr_auc", "val_cv_pr_auc_std", "val_pr_auc", "val_roc_auc")
+    tag = {name: float(leader.tags.get(name, "nan")) for name in names}
     head = (
         f"**{_kind(leader)}** v{leader.version}: CV PR-AUC {tag['val_cv_pr_auc']:.4f} ± "
         f"{tag['val_cv_pr_auc_std']:.4f} (validation {tag['val_pr_auc']:.4f}, "
@@ -90,7 +72,7 @@ def candidates_row(settings: Settings) -> str:
     if served is None:
         gate = f". The gate kept production v{production} (not of this run)"
     else:
-        test = _test_evaluation(settings, served.version)
+        test = latest_evaluation(settings, "test", served.version)
         on_test = (
             f" ({test['rows']:,} rows: PR-AUC {test['pr_auc']:.4f}, ROC-AUC {test['roc_auc']:.4f})"
             if test
@@ -107,28 +89,14 @@ def candidates_row(settings: Settings) -> str:
 def drift_row(settings: Settings) -> str:
     _, ranked, production = latest_candidates(settings)
     kind = next((_kind(v) for v in ranked if v.version == production), "an earlier run's version")
-    query = (
-        sa.select(
-            monitoring_drift.c.period,
-            monitoring_drift.c.prediction_drift_score,
-            monitoring_drift.c.prediction_drift_detected,
-            monitoring_drift.c.drifted_columns,
-            monitoring_drift.c.columns,
-        )
-        .where(
-            (monitoring_drift.c.model_name == settings.model_name)
-            & (monitoring_drift.c.model_version == int(production or 0))
-            & (monitoring_drift.c.source == "batch")
-        )
-        .order_by(monitoring_drift.c.period_start)
-    )
-    with engine_for(settings.platform_database_url).connect() as connection:
-        rows = connection.execute(query).all()
+    rows = stored_drift(settings, production, source="batch")
     if not rows:
         raise SystemExit(f"no monitored periods for production v{production}: run `make demo` first")
-    periods = " · ".join(f"{p} {score:.3f} ({drifted})" for p, score, _, drifted, _ in rows)
-    fired = [p for p, _, detected, _, _ in rows if detected]
-    columns = rows[0].columns
+    periods = " · ".join(
+        f"{r['period']} {r['prediction_drift_score']:.3f} ({r['drifted_columns']})" for r in rows
+    )
+    fired = [row["period"] for row in rows if row["prediction_drift_detected"]]
+    columns = rows[0]["columns"]
     return (
         f"| prediction drift per period, season scenario, production = {kind} v{production} (normed "
         f"Wasserstein distance of the score; drifted columns of {columns}) | {periods}; the rule (> 0.1) "

@@ -32,16 +32,12 @@ STAGES: list[tuple[str, str, dict]] = [
 TAIL_LINES = 25
 
 
-def _client(settings: Settings):
-    from bankmarketing.registry import client_for
-
-    return client_for(settings.tracking_uri)
-
-
 def latest_candidates(settings: Settings) -> tuple[str | None, list, str | None]:
     """The newest training run, its registered versions best first (as deploy ranks them:
     cross-validated PR-AUC) and the version behind `production`."""
-    client = _client(settings)
+    from bankmarketing.registry import client_for
+
+    client = client_for(settings.tracking_uri)
     versions = client.search_model_versions(f"name='{settings.model_name}'")
     if not versions:
         return None, [], None
@@ -89,42 +85,48 @@ def deployed_figure(settings: Settings) -> str:
     return f"production: v{production} ({kinds.get(production, 'an earlier run')})"
 
 
-def _evaluated_figure(settings: Settings, split: str) -> str:
+def latest_evaluation(settings: Settings, split: str, version: str | None = None):
+    """The newest `model_evaluation` row of the model on `split` (of `version` if given), or None."""
     import sqlalchemy as sa
 
     from bankmarketing.database import engine_for, model_evaluation
 
-    query = (
-        sa.select(model_evaluation)
-        .where((model_evaluation.c.model_name == settings.model_name) & (model_evaluation.c.split == split))
-        .order_by(model_evaluation.c.id.desc())
-        .limit(1)
-    )
+    where = (model_evaluation.c.model_name == settings.model_name) & (model_evaluation.c.split == split)
+    if version is not None:
+        where &= model_evaluation.c.model_version == int(version)
+    query = sa.select(model_evaluation).where(where).order_by(model_evaluation.c.id.desc()).limit(1)
     with engine_for(settings.platform_database_url).connect() as connection:
-        row = connection.execute(query).mappings().first()
+        return connection.execute(query).mappings().first()
+
+
+def _evaluated_figure(settings: Settings, split: str) -> str:
+    row = latest_evaluation(settings, split)
     if row is None:
         return "no evaluation stored"
     figures = f"ROC-AUC {row['roc_auc']:.3f}, PR-AUC {row['pr_auc']:.3f}"
     return f"v{row['model_version']}: {figures} on {row['rows']:,} rows"
 
 
-def monitored_figure(settings: Settings) -> str:
+def stored_drift(settings: Settings, version: str | None, source: str | None = None) -> list:
+    """The version's `monitoring_drift` rows in period order (of `source` if given)."""
     import sqlalchemy as sa
 
     from bankmarketing.database import engine_for, monitoring_drift
 
-    _, _, production = latest_candidates(settings)
-    query = (
-        sa.select(monitoring_drift.c.period, monitoring_drift.c.prediction_drift_detected)
-        .where(
-            (monitoring_drift.c.model_name == settings.model_name)
-            & (monitoring_drift.c.model_version == int(production or 0))
-        )
-        .order_by(monitoring_drift.c.period_start)
+    where = (monitoring_drift.c.model_name == settings.model_name) & (
+        monitoring_drift.c.model_version == int(version or 0)
     )
+    if source is not None:
+        where &= monitoring_drift.c.source == source
+    query = sa.select(monitoring_drift).where(where).order_by(monitoring_drift.c.period_start)
     with engine_for(settings.platform_database_url).connect() as connection:
-        rows = connection.execute(query).all()
-    drifted = [period for period, detected in rows if detected]
+        return connection.execute(query).mappings().all()
+
+
+def monitored_figure(settings: Settings) -> str:
+    _, _, production = latest_candidates(settings)
+    rows = stored_drift(settings, production)
+    drifted = [row["period"] for row in rows if row["prediction_drift_detected"]]
     return f"{len(rows)} periods stored; prediction drift in {', '.join(drifted) or 'none'}"
 
 
